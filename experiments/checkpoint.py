@@ -1,0 +1,55 @@
+"""The one canonical training checkpoint, `<run>/checkpoints/last.pt`, used by saver and resumer.
+
+It holds everything needed to continue exactly where a run stopped: the stage it belongs to
+(pretraining or one downstream evaluation), model/optimizer/scheduler states, RNG states, the data
+position (epoch, batches consumed in the epoch), the optimizer step and the config hash. Written
+atomically (temp file + rename), read with `torch.load(weights_only=True)`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from experiments.io_utils import atomic_torch_save
+
+LAST = "last.pt"
+PRETRAINED = "pretrained.pt"  # final pretrained weights, the init of every downstream evaluation
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def save(run_dir: Path, state: dict, name: str = LAST) -> Path:
+    path = checkpoint_dir(run_dir) / name
+    atomic_torch_save(state, path)
+    return path
+
+
+def load(run_dir: Path, name: str = LAST, map_location: str | torch.device = "cpu") -> dict | None:
+    """The checkpoint's dict, or None when it does not exist."""
+    path = checkpoint_dir(run_dir) / name
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def load_for(run_dir: Path, stage: str, cfg_hash: str, map_location="cpu") -> dict | None:
+    """`last.pt` if it belongs to this stage of this exact config; else None (start the stage fresh).
+
+    A last.pt from a different config is never silently reused: run.py refuses to resume a run folder
+    whose config changed (see run.py), so a hash mismatch here means a programming error."""
+    state = load(run_dir, LAST, map_location)
+    if state is None or state.get("stage") != stage:
+        return None
+    if state.get("config_hash") != cfg_hash:
+        raise RuntimeError(f"{checkpoint_dir(run_dir) / LAST} was written by a different config "
+                           f"({state.get('config_hash')} != {cfg_hash}); move it away or use a new run name")
+    return state
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The bare module inside DDP / torch.compile wrappers (their state_dict keys differ)."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)

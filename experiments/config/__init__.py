@@ -1,0 +1,67 @@
+"""Config loading: defaults (schema.py) <- profile <- RQ profile deltas <- run YAML <- CLI overrides.
+
+`load_config("experiments/rq3_sharing/configs/part.yaml", ["pretrain.epochs=2"], profile="tiny")`
+merges, in order:
+  1. `experiments/profiles/<profile>.yaml`        (tiny: synthetic CPU minutes; paper: real data, GPUs)
+  2. `<config dir>/_<profile>.yaml` if present   (the research question's profile-specific deltas)
+  3. the run YAML itself (with its own `_base_` chain), then its `by_profile: {<profile>: {...}}` section
+  4. dotted overrides
+then validates the result into a RunConfig, raising ConfigError on any unknown key or wrong type.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from .loader import (ConfigError, apply_overrides, build_dataclass, config_hash, deep_merge,
+                     load_yaml_with_bases, to_dict)
+from .schema import (CPPConfig, EvalConfig, MEPConfig, NegativesConfig, OptimConfig, PretrainConfig,
+                     RunConfig, RuntimeConfig)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PROFILES_DIR = REPO_ROOT / "experiments" / "profiles"
+PROFILES = ("tiny", "paper", "smoke")
+DEFAULT_PROFILE = "tiny"
+
+__all__ = [
+    "ConfigError", "RunConfig", "EvalConfig", "PretrainConfig", "OptimConfig", "MEPConfig", "CPPConfig",
+    "NegativesConfig", "RuntimeConfig", "load_config", "resolve_dict", "save_config", "config_hash",
+    "to_dict", "PROFILES", "DEFAULT_PROFILE", "REPO_ROOT",
+]
+
+
+def resolve_dict(path: str | Path, overrides: list[str] | None = None, profile: str | None = None) -> dict:
+    """Merged plain-dict config (before validation); see the module docstring for the order."""
+    path = Path(path)
+    run = load_yaml_with_bases(path)
+    profile = profile or run.get("profile") or DEFAULT_PROFILE
+    if profile not in PROFILES:
+        raise ConfigError(f"{path}: unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    merged = load_yaml_with_bases(PROFILES_DIR / f"{profile}.yaml")
+    rq_profile = path.resolve().parent / f"_{profile}.yaml"
+    if rq_profile.is_file():
+        merged = deep_merge(merged, load_yaml_with_bases(rq_profile))
+    by_profile = run.pop("by_profile", {}) or {}
+    if not isinstance(by_profile, dict) or set(by_profile) - set(PROFILES):
+        raise ConfigError(f"{path}: by_profile must map profile names ({', '.join(PROFILES)}) to mappings")
+    merged = deep_merge(merged, run)
+    if isinstance(by_profile.get(profile), dict):
+        merged = deep_merge(merged, by_profile[profile])
+    merged["profile"] = profile
+    merged.setdefault("name", path.stem)
+    return apply_overrides(merged, overrides or [])
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None, profile: str | None = None) -> RunConfig:
+    """Load, merge and validate one run config. Raises ConfigError naming file, key and expected type."""
+    data = resolve_dict(path, overrides, profile)
+    source = str(path) + (f" (+ overrides {' '.join(overrides)})" if overrides else "")
+    return build_dataclass(RunConfig, data, source=source)
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    from experiments.io_utils import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -1,0 +1,132 @@
+"""The run config: one YAML = one RunConfig. Defaults live here (paper scale), profiles and RQ
+configs hold only deltas. Fields marked "ours" are choices where the paper and released code are
+silent; each is documented in the README's fidelity table.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from data.config import DataConfig
+from model.config import AVBertConfig
+
+Stream = Literal["visual", "audio", "multi"]
+Modality = Literal["visual", "audio"]
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4  # ours (pretraining LR not published)
+    weight_decay: float = 0.01  # ours
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-6  # released Adam eps
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_steps: int = 0
+    grad_clip: float = 1.0  # ours; 0 disables
+    accum_steps: int = 1
+
+
+@dataclass
+class NegativesConfig:
+    """MEP negatives (the RQ4 ablation). CANS details are ours: softmax(+-cos/temperature) over the
+    batch's segments, excluding the positive and near-duplicates with cos > sim_cap."""
+
+    sampler: Literal["current_sequence", "current_minibatch", "cans_similar", "cans_dissimilar"] = "cans_similar"
+    num: int = 16
+    temperature: float = 0.1
+    sim_cap: float = 0.99
+
+
+@dataclass
+class MEPConfig:
+    mask_ratio: float = 0.15
+    streams: list[Stream] = field(default_factory=lambda: ["visual", "audio", "multi"])
+    temperature: float = 0.1  # InfoNCE tau (ours)
+    weight: float = 1.0
+
+
+@dataclass
+class CPPConfig:
+    fraction: float = 0.5  # share of clips whose audio is swapped with another clip's
+    weight: float = 1.0
+
+
+@dataclass
+class PretrainConfig:
+    enabled: bool = True
+    dataset: str = "pretrain"  # sub-folder of data.root with the pretraining shards
+    epochs: int = 10
+    steps_per_epoch: int = 1000  # fixed epoch length: every rank runs exactly this many optimizer steps
+    batch_size: int = 8  # clips per GPU per micro-batch
+    freeze_cnn: bool = False  # RQ1 baseline: CNNs frozen at init, only transformers learn
+    mep: MEPConfig = field(default_factory=MEPConfig)
+    cpp: CPPConfig = field(default_factory=CPPConfig)
+    negatives: NegativesConfig = field(default_factory=NegativesConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    checkpoint_every: int = 200  # steps between `last.pt` writes (also written on SIGTERM/SIGUSR1)
+
+
+@dataclass
+class EvalConfig:
+    """One downstream evaluation. `model` picks the paper's row: v_cnn/a_cnn/m_cnn (CNN features only),
+    v_bert/a_bert (one modality through its transformer), m_bert (the whole model)."""
+
+    name: str = "ks"
+    task: str = "ks_like"  # sub-folder of data.root with train/val/test shards
+    protocol: Literal["linear", "finetune"] = "linear"
+    model: Literal["v_cnn", "a_cnn", "m_cnn", "v_bert", "a_bert", "m_bert"] = "m_bert"
+    init: Literal["auto", "pretrained", "random"] = "auto"  # auto: pretrained when pretraining is enabled
+    modalities: list[Modality] = field(default_factory=lambda: ["visual", "audio"])  # inputs given at test
+    multilabel: bool = False  # Charades-like: sigmoid + BCE, metric mAP
+    segments: int = 10  # evenly spaced segments per video (released KS: 10)
+    temporal_views: int = 1
+    spatial_crops: int = 3
+    epochs: int = 20
+    batch_size: int = 5
+    lr: float = 1e-3  # head LR (released BASE_LR)
+    finetune_lr: float = 1e-4  # backbone LR when protocol=finetune (released FINETUNE_LR)
+    weight_decay: float = 5e-6
+    loss: Literal["cross_entropy", "multi_margin", "bce"] = "cross_entropy"
+    dropout: float = 0.5
+    split: int = 1  # official split / fold number (UCF101 1-3, HMDB51 1-3, ESC-50 1-5)
+
+
+@dataclass
+class RuntimeConfig:
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True  # bf16 autocast on GPU (ignored on CPU)
+    compile: bool = False
+    channels_last: bool = True  # channels_last_3d for the visual CNN on GPU
+    activation_checkpointing: bool = False  # recompute CNN activations in backward to save memory
+    deterministic: bool = False
+    num_threads: int = 0  # torch CPU threads per rank; 0 = leave torch's default
+    log_every: int = 20
+
+
+@dataclass
+class RunConfig:
+    """`profiles` lists the profiles this run exists in (the launcher skips it elsewhere, e.g. the
+    AudioSet transfer run exists only at paper scale)."""
+
+    name: str = "run"
+    rq: str = "adhoc"
+    profile: Literal["tiny", "paper", "smoke"] = "paper"
+    seed: int = 0
+    output_root: str = "results"
+    model: AVBertConfig = field(default_factory=AVBertConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    downstream: list[EvalConfig] = field(default_factory=list)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    profiles: list[Literal["tiny", "paper", "smoke"]] = field(default_factory=lambda: ["tiny", "paper", "smoke"])
+
+    def __post_init__(self) -> None:
+        names = [e.name for e in self.downstream]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"downstream names must be unique, repeated: {dup}")
+        for e in self.downstream:
+            if e.init == "pretrained" and not self.pretrain.enabled:
+                raise ValueError(f"downstream '{e.name}' has init: pretrained but pretrain.enabled is false")
+        if not self.name or "/" in self.name:
+            raise ValueError(f"name must be a non-empty folder name, got {self.name!r}")

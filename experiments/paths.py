@@ -1,0 +1,19 @@
+"""Where relative paths in configs point: the repository root, even for jobs that run from a code
+snapshot (the launcher sets AVBERT_ROOT to the real root before submitting)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_CODE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def repo_root() -> Path:
+    env = os.environ.get("AVBERT_ROOT")
+    return Path(env).resolve() if env else _CODE_ROOT
+
+
+def resolve(path: str | Path) -> Path:
+    """Absolute paths stay; relative ones are taken from the repository root, not the cwd."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else repo_root() / path

@@ -1,0 +1,79 @@
+"""Preemption and time-out handling shared by the training loops and the job wrappers.
+
+Two ways a job learns it must stop:
+* plain `sbatch` (slurm/*.sbatch) or a user's Ctrl-C/kill: SIGUSR1 or SIGTERM reaches Python;
+  `install()`'s handler only sets a flag. Training loops poll `stop_requested()` at step boundaries,
+  save `last.pt` there (so a resumed run is bit-identical to an uninterrupted one) and raise
+  `Preempted`, which run.py turns into exit code REQUEUE_EXIT_CODE; the sbatch script then requeues.
+* submitit (SIGUSR2): submitit calls our Checkpointable's `checkpoint()` from inside its signal
+  handler and exits right after, so there is no later step boundary. `checkpoint()` calls
+  `save_now()`, which runs the saver the training loop registered: it writes the state of the last
+  completed step (or keeps the previous `last.pt` when the signal lands inside an optimizer update).
+"""
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Callable
+
+REQUEUE_EXIT_CODE = 3
+
+
+class Preempted(RuntimeError):
+    """Raised by a training loop after it saved `last.pt` because a stop was requested."""
+
+
+_state = {"requested": False, "signal": None}
+_saver: list[Callable[[], bool]] = []
+_lock = threading.Lock()
+
+
+def _handler(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+    _state["requested"] = True
+    _state["signal"] = signal.Signals(signum).name
+
+
+def install(signals: tuple[int, ...] = (signal.SIGUSR1, signal.SIGTERM)) -> None:
+    """Route the given signals to the stop flag (main thread only; elsewhere this is a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for s in signals:
+        signal.signal(s, _handler)
+
+
+def request_stop(reason: str = "manual") -> None:
+    """Ask the running loop to save and stop at its next step boundary (tests use this)."""
+    _state["requested"] = True
+    _state["signal"] = reason
+
+
+def stop_requested() -> bool:
+    return bool(_state["requested"])
+
+
+def stop_reason() -> str | None:
+    return _state["signal"]
+
+
+def reset() -> None:
+    _state["requested"] = False
+    _state["signal"] = None
+
+
+def register_saver(fn: Callable[[], bool]) -> None:
+    """The training loop registers a function that writes `last.pt` now and returns True on success."""
+    with _lock:
+        _saver.clear()
+        _saver.append(fn)
+
+
+def unregister_saver() -> None:
+    with _lock:
+        _saver.clear()
+
+
+def save_now() -> bool:
+    """Called from submitit's checkpoint(): save through the registered saver, if any."""
+    with _lock:
+        fn = _saver[0] if _saver else None
+    return bool(fn()) if fn is not None else False

@@ -1,0 +1,176 @@
+"""End-to-end pretraining (MEP + CPP): CNNs and transformers learn together from scratch.
+
+One optimizer step = `accum_steps` micro-batches of `batch_size` clips per rank. An epoch is a fixed
+`steps_per_epoch` optimizer steps on every rank (the loader guarantees equal batch counts), so
+resuming needs only (epoch, micro-batches consumed in it). `last.pt` is written every
+`checkpoint_every` steps, when a stop is requested (SIGUSR1/SIGTERM, at the next step boundary), and
+from submitit's checkpoint() through the saver registered in experiments.preemption.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from experiments import checkpoint, distributed, preemption, runtime
+from experiments.config import RunConfig
+from experiments.optim import build_optimizer, build_scheduler, decay_groups
+
+STAGE = "pretrain"
+
+
+class PretrainModule(torch.nn.Module):
+    """Model + objective heads as one module, so DDP sees every trainable parameter."""
+
+    def __init__(self, model: torch.nn.Module, objective: torch.nn.Module):
+        super().__init__()
+        self.model = model
+        self.objective = objective
+
+    def forward(self, video: torch.Tensor, audio: torch.Tensor) -> dict:
+        return self.objective(self.model, video, audio)
+
+
+def _freeze_cnns(model: torch.nn.Module) -> None:
+    for cnn in (model.visual_cnn, model.audio_cnn):
+        cnn.eval()
+        for p in cnn.parameters():
+            p.requires_grad_(False)
+
+
+def pretrain(cfg: RunConfig, model: torch.nn.Module, data_root: Path, folder: Path, cfg_hash: str,
+             env, device: torch.device, log) -> dict:
+    from data.pipeline import make_pretrain_loader
+    from model.pretrain_objective import AVPretrainObjective
+
+    pc = cfg.pretrain
+    objective = AVPretrainObjective(model, pc.mep, pc.cpp, pc.negatives)
+    module = PretrainModule(model, objective).to(device)
+    if pc.freeze_cnn:
+        _freeze_cnns(model)
+    if cfg.runtime.activation_checkpointing:
+        for cnn in (model.visual_cnn, model.audio_cnn):
+            cnn.set_grad_checkpointing(True)
+    if cfg.runtime.channels_last and device.type == "cuda":
+        model.visual_cnn.to(memory_format=torch.channels_last_3d)
+    opt = build_optimizer(decay_groups(module.named_parameters(), pc.optim.weight_decay), pc.optim, device)
+    total_steps = pc.epochs * pc.steps_per_epoch
+    sched = build_scheduler(opt, pc.optim, total_steps)
+
+    pos = {"step": 0, "epoch": 0, "micro": 0, "wall_s": 0.0, "last": {}}
+    state = checkpoint.load_for(folder, STAGE, cfg_hash, map_location=device)
+    if state is not None:
+        module.load_state_dict(state["module"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        runtime.set_rng_state(state["rng"][env.rank] if env.rank < len(state["rng"]) else state["rng"][0])
+        pos = dict(state["position"])
+        log.write(stage=STAGE, event="resumed", **pos)
+
+    train_module = module
+    if env.world_size > 1:
+        train_module = torch.nn.parallel.DistributedDataParallel(
+            module, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+    if cfg.runtime.compile:
+        train_module = torch.compile(train_module)
+
+    accum = pc.optim.accum_steps
+    boundary = {"position": dict(pos), "rng": runtime.rng_state()}
+    in_update = {"flag": False}
+
+    def snapshot() -> dict:
+        rngs = distributed.all_gather_object(boundary["rng"])
+        return {"stage": STAGE, "config_hash": cfg_hash, "module": checkpoint.unwrap(module).state_dict(),
+                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rngs,
+                "position": dict(boundary["position"])}
+
+    def save_from_signal() -> bool:
+        """submitit's checkpoint(): state of the last finished step, unless mid-update (keep old last.pt)."""
+        if in_update["flag"] or env.world_size > 1:  # collectives are unsafe inside a signal handler
+            return False
+        checkpoint.save(folder, snapshot())
+        return True
+
+    def save_boundary() -> None:
+        snap = snapshot()
+        if env.rank == 0:
+            checkpoint.save(folder, snap)
+
+    preemption.register_saver(save_from_signal)
+    clips_per_step = pc.batch_size * accum * env.world_size
+    bar = tqdm(total=total_steps, initial=pos["step"], desc=f"pretrain {cfg.rq}/{cfg.name}", unit="step",
+               disable=env.rank != 0, dynamic_ncols=True)
+    running: dict[str, float] = {}
+    t_last, steps_since = time.time(), 0
+    t_stage = time.time() - pos["wall_s"]
+    module.train()
+    if pc.freeze_cnn:
+        _freeze_cnns(model)
+    try:
+        while pos["epoch"] < pc.epochs:
+            loader = make_pretrain_loader(
+                cfg.data, data_root / pc.dataset, batch_size=pc.batch_size,
+                batches_per_epoch=pc.steps_per_epoch * accum, rank=env.rank, world_size=env.world_size,
+                seed=cfg.seed, epoch=pos["epoch"], skip_batches=pos["micro"], pin_memory=device.type == "cuda")
+            for batch in loader:
+                video = batch["video"].to(device, non_blocking=True)
+                audio = batch["audio"].to(device, non_blocking=True)
+                if cfg.runtime.channels_last and device.type == "cuda":
+                    video = video.contiguous(memory_format=torch.contiguous_format)
+                last_micro = (pos["micro"] + 1) % accum == 0
+                sync = contextlib.nullcontext() if last_micro or env.world_size == 1 else train_module.no_sync()
+                with sync, runtime.autocast(device, cfg.runtime.amp):
+                    out = train_module(video, audio)
+                    loss = out["loss"] / accum
+                loss.backward()
+                for k, v in out.items():  # detached device scalars: no host sync per step
+                    running[k] = running.get(k, 0.0) + v.detach().float() / accum
+                pos["micro"] += 1
+                if not last_micro:
+                    continue
+                in_update["flag"] = True
+                if pc.optim.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(module.parameters(), pc.optim.grad_clip)
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+                pos["step"] += 1
+                pos["wall_s"] = time.time() - t_stage
+                boundary["position"] = dict(pos)
+                boundary["rng"] = runtime.rng_state()
+                in_update["flag"] = False
+                steps_since += 1
+                bar.update(1)
+                if pos["step"] % cfg.runtime.log_every == 0 or pos["step"] == total_steps:
+                    vals = {k: float(v) / steps_since for k, v in running.items()}  # one sync per log line
+                    if not all(math.isfinite(v) for v in vals.values()):
+                        raise FloatingPointError(f"non-finite pretraining loss at step {pos['step']}: {vals}")
+                    dt = time.time() - t_last
+                    rate = clips_per_step * steps_since / max(dt, 1e-9)
+                    log.write(stage=STAGE, step=pos["step"], epoch=pos["epoch"], lr=sched.get_last_lr()[0],
+                              clips_per_s=round(rate, 2), **{k: round(v, 5) for k, v in vals.items()})
+                    bar.set_postfix(loss=f"{vals['loss']:.3f}", clips_s=f"{rate:.1f}")
+                    pos["last"] = {k: round(v, 5) for k, v in vals.items()}
+                    running, t_last, steps_since = {}, time.time(), 0
+                stop = distributed.any_flag(preemption.stop_requested())
+                if stop or pos["step"] % pc.checkpoint_every == 0:
+                    save_boundary()
+                if stop:
+                    raise preemption.Preempted(f"stop requested at pretraining step {pos['step']}")
+            pos["epoch"] += 1
+            pos["micro"] = 0
+            boundary["position"] = dict(pos)
+            from data.pipeline import report_skipped
+
+            report_skipped(log, stage=STAGE, epoch=pos["epoch"] - 1)
+    finally:
+        preemption.unregister_saver()
+        bar.close()
+    save_boundary()
+    # losses are the averages over the last logging window
+    return {"steps": pos["step"], "wall_s": round(time.time() - t_stage, 2),
+            "clips_seen": pos["step"] * clips_per_step, **pos["last"]}

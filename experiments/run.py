@@ -1,0 +1,126 @@
+"""Run one configuration: pretraining (optional) then every downstream evaluation it lists.
+
+    python experiments/run.py --config experiments/rq3_sharing/configs/part.yaml [--profile tiny] [key=value ...]
+
+Writes `results/<rq>/<name>/`: config.yaml (resolved), provenance.json, log.jsonl, metrics.json,
+checkpoints/{last.pt,pretrained.pt}. Re-running is safe: a complete run with the same config is
+skipped, an unfinished one resumes from `last.pt` (pretraining mid-epoch, finished evaluations kept).
+A run folder whose config changed is never overwritten: pass --restart to move it aside.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python experiments/run.py` from anywhere: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
+import json
+import time
+
+from experiments import paths, preemption
+from experiments.config import RunConfig, config_hash, load_config, save_config, to_dict
+from experiments.io_utils import atomic_write_json
+
+PARTIAL = "metrics.partial.json"
+
+
+def result_hash(cfg: RunConfig) -> str:
+    """Hash of everything that can change a result (not where results go, not logging cadence)."""
+    d = to_dict(cfg)
+    d.pop("output_root", None)
+    d["runtime"].pop("log_every", None)
+    d["data"].pop("num_workers", None)
+    return config_hash(d)
+
+
+def run_dir(cfg: RunConfig) -> Path:
+    return paths.resolve(cfg.output_root) / cfg.rq / cfg.name
+
+
+def read_metrics(folder: Path) -> dict | None:
+    try:
+        data = json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def is_complete(cfg: RunConfig) -> bool:
+    m = read_metrics(run_dir(cfg))
+    return bool(m) and m.get("status") == "complete" and m.get("config_hash") == result_hash(cfg)
+
+
+class ConfigChanged(RuntimeError):
+    """The run folder holds results of a different config; we refuse to mix or overwrite them."""
+
+
+def _check_folder(cfg: RunConfig, folder: Path, restart: bool) -> None:
+    old = folder / "config.yaml"
+    if not old.is_file():
+        return
+    prev = (read_metrics(folder) or {}).get("config_hash")
+    stamp = (folder / "checkpoints" / "hash").read_text().strip() if (folder / "checkpoints" / "hash").is_file() else prev
+    if stamp in (None, result_hash(cfg)):
+        return
+    if restart:
+        aside = folder.with_name(f"{folder.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+        folder.rename(aside)
+        print(f"moved the previous run with a different config to {aside}")
+        return
+    raise ConfigChanged(
+        f"{folder} holds a run of a different config (hash {stamp} != {result_hash(cfg)}). "
+        "Use another name (name=...), or pass --restart to move the old folder aside.")
+
+
+def execute(cfg: RunConfig, *, resume: bool = True, restart: bool = False) -> dict:
+    """Run (or resume, or skip) one config and return its metrics dict."""
+    from experiments import distributed
+    from experiments.stages import run_stages
+
+    folder = run_dir(cfg)
+    if resume and is_complete(cfg):
+        return read_metrics(folder)
+    env = distributed.setup()
+    try:
+        if env.rank == 0:
+            _check_folder(cfg, folder, restart or not resume)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "checkpoints").mkdir(exist_ok=True)
+            (folder / "checkpoints" / "hash").write_text(result_hash(cfg) + "\n")
+            save_config(cfg, folder / "config.yaml")
+        distributed.barrier()
+        metrics = run_stages(cfg, folder, result_hash(cfg), env)
+        if env.rank == 0:
+            atomic_write_json(folder / "metrics.json", metrics)
+            (folder / PARTIAL).unlink(missing_ok=True)
+        distributed.barrier()
+        return metrics
+    finally:
+        distributed.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True, help="run YAML (e.g. experiments/rq3_sharing/configs/part.yaml)")
+    ap.add_argument("--profile", choices=("tiny", "paper", "smoke"), help="default: the YAML's profile, else tiny")
+    ap.add_argument("--restart", action="store_true", help="move an existing run folder of a different config aside")
+    ap.add_argument("--no-resume", action="store_true", help="ignore last.pt and finished results; start over")
+    ap.add_argument("overrides", nargs="*", help="dotted overrides, e.g. pretrain.optim.lr=1e-4")
+    args = ap.parse_args(argv)
+    cfg = load_config(args.config, args.overrides, args.profile)
+    preemption.install()
+    try:
+        metrics = execute(cfg, resume=not args.no_resume, restart=args.restart)
+    except preemption.Preempted as e:
+        print(f"stopped on request ({e}); last.pt saved, exit {preemption.REQUEUE_EXIT_CODE} asks for a requeue",
+              file=sys.stderr)
+        return preemption.REQUEUE_EXIT_CODE
+    summary = {k: {m: v.get(m) for m in ("top1", "top5", "mAP")} for k, v in metrics.get("downstream", {}).items()}
+    print(json.dumps({"run": f"{cfg.rq}/{cfg.name}", "downstream": summary}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The stages of one run, in order, each resumable: data -> pretraining -> downstream evaluations.
+
+Finished stages leave a mark (checkpoints/pretrained.pt, entries in metrics.partial.json) so a
+requeued job continues with the first unfinished stage; the stage in progress resumes from last.pt.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from experiments import checkpoint, paths, runtime
+from experiments.config import RunConfig
+from experiments.io_utils import atomic_write_json
+from experiments.jsonl_log import JsonlLog
+
+
+def _partial(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "metrics.partial.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_partial(folder: Path, data: dict) -> None:
+    atomic_write_json(folder / "metrics.partial.json", data)
+
+
+def prepare_data(cfg: RunConfig, env) -> Path:
+    """Data root as an absolute path; the synthetic benchmark is generated there if it is missing."""
+    from experiments import distributed
+
+    root = paths.resolve(cfg.data.root)
+    if cfg.data.synthetic:
+        from data.synthetic import ensure_synthetic
+
+        if env.rank == 0:
+            ensure_synthetic(root, cfg.data, seed=0)
+        distributed.barrier()
+    elif not root.is_dir():
+        raise FileNotFoundError(
+            f"data.root {root} does not exist: prepare shards with `python -m data.prepare ...` "
+            "(see README, 'Data preparation') or set data.root")
+    return root
+
+
+def run_stages(cfg: RunConfig, folder: Path, cfg_hash: str, env) -> dict:
+    from model.build import build_model
+    from model.params import count_params
+
+    from experiments.downstream import run_eval
+    from experiments.pretrain import pretrain
+
+    runtime.configure(cfg.runtime, cfg.seed + env.rank)
+    device = runtime.pick_device(cfg.runtime, env.local_rank)
+    runtime.reset_peak_memory(device)
+    log = JsonlLog(folder / "log.jsonl", enabled=env.rank == 0)
+    if env.rank == 0:
+        from experiments.provenance import collect
+
+        atomic_write_json(folder / "provenance.json", collect(cfg.seed, env.world_size))
+    data_root = prepare_data(cfg, env)
+    part = _partial(folder)
+
+    model = build_model(cfg.model)
+    params = count_params(model)
+    pre_path = checkpoint.checkpoint_dir(folder) / checkpoint.PRETRAINED
+    if cfg.pretrain.enabled and not pre_path.is_file():
+        summary = pretrain(cfg, model, data_root, folder, cfg_hash, env, device, log)
+        part["pretrain"] = summary
+        if env.rank == 0:
+            checkpoint.save(folder, {"model": checkpoint.unwrap(model).state_dict(), "config_hash": cfg_hash},
+                            checkpoint.PRETRAINED)
+            _save_partial(folder, part)
+    pretrained = None
+    if cfg.pretrain.enabled:
+        from experiments import distributed
+
+        distributed.barrier()
+        pretrained = checkpoint.load(folder, checkpoint.PRETRAINED)["model"]
+    del model
+
+    downstream = dict(part.get("downstream", {}))
+    for ev in cfg.downstream:
+        if ev.name in downstream:
+            continue
+        init_state = None if ev.init == "random" else pretrained  # auto: pretrained iff pretraining ran
+        downstream[ev.name] = run_eval(cfg, ev, init_state, data_root, folder, cfg_hash, env, device, log)
+        part["downstream"] = downstream
+        if env.rank == 0:
+            _save_partial(folder, part)
+
+    from data.pipeline import skipped_summary
+
+    return {
+        "run": cfg.name, "rq": cfg.rq, "profile": cfg.profile, "seed": cfg.seed, "config_hash": cfg_hash,
+        "status": "complete", "params": params,
+        "pretrain": part.get("pretrain"), "downstream": downstream,
+        # stage times include earlier (preempted) attempts; t0 only this process's setup
+        "wall_time_s": round(sum(v.get("wall_s", 0.0) for v in downstream.values())
+                             + (part.get("pretrain") or {}).get("wall_s", 0.0), 2),
+        "peak_memory_mb": round(runtime.peak_memory_mb(device), 1),
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "world_size": env.world_size,
+        "samples_skipped": skipped_summary(),
+    }

@@ -1,0 +1,86 @@
+"""Model hyper-parameters as plain dataclasses.
+
+Defaults are the paper scale (= the released code's values). Modules receive these objects from
+builders; they never read YAML. `experiments/config` validates YAML into these same classes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Fusion = Literal["early", "mid", "late"]
+Sharing = Literal["none", "cross_layer", "all", "part", "multi2"]
+
+
+@dataclass
+class VisualCNNConfig:
+    """3D ResNet (released code: single-pathway 3D ResNet-50) or SlowFast-R50 (the poster's name)."""
+
+    arch: Literal["resnet3d", "slowfast"] = "resnet3d"
+    stage_blocks: tuple[int, ...] = (3, 4, 6, 3)  # bottleneck blocks per stage (res2..res5)
+    width: int = 64  # channels after the stem; pooled output = 32 * width (2048 at paper scale)
+    stem_kernel: tuple[int, int, int] = (5, 7, 7)
+    stem_stride: tuple[int, int, int] = (2, 2, 2)  # released: temporal stride 2
+    temporal_kernels: tuple[int, ...] = (1, 1, 3, 3)  # kernel of each bottleneck's first 1x1 conv, per stage
+    # SlowFast only: fast pathway sees alpha x more frames with width / beta channels
+    slowfast_alpha: int = 4
+    slowfast_beta_inv: int = 8
+    slowfast_fusion_kernel: int = 7
+
+    def __post_init__(self) -> None:
+        if len(self.temporal_kernels) != len(self.stage_blocks):
+            raise ValueError("visual_cnn.temporal_kernels needs one entry per stage in stage_blocks")
+        if self.width < 1 or any(b < 1 for b in self.stage_blocks):
+            raise ValueError("visual_cnn.width and stage_blocks must be positive")
+
+
+@dataclass
+class AudioCNNConfig:
+    """2D ResNet on 1 x mel_bins x frames log-mel (released: ResNet-50, width 32, separable early)."""
+
+    stage_blocks: tuple[int, ...] = (3, 4, 6, 3)
+    width: int = 32  # pooled output = 32 * width (1024 at paper scale)
+    stem_kernel: int = 9  # separable k x 1 then 1 x k stem
+    separable_stages: int = 2  # res2, res3 use 3x1 + 1x3 middle convs; later stages full 3x3
+
+    def __post_init__(self) -> None:
+        if self.width < 1 or any(b < 1 for b in self.stage_blocks):
+            raise ValueError("audio_cnn.width and stage_blocks must be positive")
+
+
+@dataclass
+class TransformerConfig:
+    """BERT-style post-LN encoder used for the visual, audio and multimodal roles."""
+
+    hidden: int = 768
+    heads: int = 12
+    ffn: int = 3072
+    layers: int = 6
+    dropout: float = 0.1
+    attn_dropout: float = 0.1
+    ln_eps: float = 1e-12  # released code keeps the HF default
+    max_positions: int = 22  # released MAX_POSITION_EMBEDDINGS
+    rank: int = 128  # low-rank size O for sharing="part" (released ORTHOGONAL_SIZE)
+
+    def __post_init__(self) -> None:
+        if self.hidden % self.heads:
+            raise ValueError(f"transformer.hidden ({self.hidden}) must be divisible by heads ({self.heads})")
+        if self.rank < 1 or self.layers < 1:
+            raise ValueError("transformer.rank and layers must be >= 1")
+
+
+@dataclass
+class AVBertConfig:
+    """The whole audio-visual model: CNNs, projections, embeddings, transformers."""
+
+    fusion: Fusion = "mid"
+    sharing: Sharing = "part"  # multi2 = no sharing with 2 layers per transformer (poster row)
+    visual_cnn: VisualCNNConfig = field(default_factory=VisualCNNConfig)
+    audio_cnn: AudioCNNConfig = field(default_factory=AudioCNNConfig)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    init_std: float = 0.02  # ours: BERT's 0.02 for Linear/Embedding (released downstream code used 0.01)
+    zero_init_final_bn: bool = True  # released ZERO_INIT_FINAL_BN
+
+    @property
+    def num_layers(self) -> int:
+        return 2 if self.sharing == "multi2" else self.transformer.layers

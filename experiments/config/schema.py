@@ -42,6 +42,7 @@ class MEPConfig:
     mask_ratio: float = 0.15
     streams: list[Stream] = field(default_factory=lambda: ["visual", "audio", "multi"])
     temperature: float = 0.1  # InfoNCE tau (ours)
+    normalize: bool = True  # ours: cosine form of the bilinear score g(o)^T W x
     weight: float = 1.0
 
 

@@ -92,14 +92,20 @@ class AVBert(nn.Module):
             elif isinstance(m, nn.LayerNorm):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-            elif isinstance(m, FactorLinear):
+            elif isinstance(m, ModalityInput):
+                nn.init.normal_(m.bos, std=std)
+                nn.init.normal_(m.mask_token, std=std)
+        for m in self.modules():  # after the generic pass, which also visits FactorLinear.up
+            if isinstance(m, FactorLinear):
+                # V_g's scale is irrelevant (its output is L2-normalised). U sees unit-norm codes, so
+                # (ours) it starts at std * sqrt(d_in): the factored map's output then has the scale a
+                # dense map with std `init_std` has on a LayerNorm'd input. The released code only
+                # shows the downstream init (N(0, 0.01), then overwritten by pretrained weights).
                 for v in m.down:
                     nn.init.normal_(v, std=std)
                 for a in m.rot:
                     cayley_init_(a)
-            elif isinstance(m, ModalityInput):
-                nn.init.normal_(m.bos, std=std)
-                nn.init.normal_(m.mask_token, std=std)
+                nn.init.normal_(m.up.weight, std=std * m.down[0].shape[1] ** 0.5)
 
     # ------------------------------------------------------------------------------------ encoders
     def encode_visual(self, video: torch.Tensor) -> torch.Tensor:

@@ -92,10 +92,10 @@ def execute(cfg: RunConfig, *, resume: bool = True, restart: bool = False) -> di
             save_config(cfg, folder / "config.yaml")
         distributed.barrier()
         metrics = run_stages(cfg, folder, result_hash(cfg), env)
-        if env.rank == 0:
-            atomic_write_json(folder / "metrics.json", metrics)
-            (folder / PARTIAL).unlink(missing_ok=True)
-        distributed.barrier()
+        if metrics is None:  # not rank 0: done after pretraining
+            return {}
+        atomic_write_json(folder / "metrics.json", metrics)
+        (folder / PARTIAL).unlink(missing_ok=True)
         return metrics
     finally:
         distributed.cleanup()

@@ -45,7 +45,8 @@ def prepare_data(cfg: RunConfig, env) -> Path:
     return root
 
 
-def run_stages(cfg: RunConfig, folder: Path, cfg_hash: str, env) -> dict:
+def run_stages(cfg: RunConfig, folder: Path, cfg_hash: str, env) -> dict | None:
+    """All stages; returns the metrics dict on rank 0 and None on the other ranks."""
     from model.build import build_model
     from model.params import count_params
 
@@ -80,6 +81,8 @@ def run_stages(cfg: RunConfig, folder: Path, cfg_hash: str, env) -> dict:
         distributed.barrier()
         pretrained = checkpoint.load(folder, checkpoint.PRETRAINED)["model"]
     del model
+    if env.rank != 0:
+        return None  # downstream evaluation runs on one device (rank 0), as the released commands do
 
     downstream = dict(part.get("downstream", {}))
     for ev in cfg.downstream:

@@ -1,14 +1,18 @@
-"""Downstream heads for the paper's rows, split so linear evaluation can cache the backbone's output.
+"""Downstream heads for the paper's rows, split so that linear evaluation can cache the backbone output.
 
-Rows: v_cnn / a_cnn / m_cnn use pooled CNN features only (released ConcatHead: dropout + linear on
-the concatenated, segment-averaged pooled features); v_bert / a_bert / m_bert add the released
-sequence head on the top transformer outputs: per segment t, Linear([BOS_v; v_t]) + Linear([BOS_a; a_t])
--> LayerNorm -> dropout -> Linear, averaged over segments. As released, the two heads are trained
-with one loss each (summed) and their probabilities are summed at test time.
+Rows (EvalConfig.model): v_cnn / a_cnn / m_cnn use per-segment pooled CNN features only; v_bert /
+a_bert / m_bert also run the transformers (v_/a_bert: one modality, the other None) and add a
+sequence head on the top stream. Heads, as in the released Kinetics-Sounds code:
+* concat head (released ConcatHead): dropout + linear on the concatenated pooled CNN features;
+* sequence head (released ConcatSeqHead): per segment t, sum over modalities of Linear([BOS_m; m_t])
+  -> LayerNorm -> dropout -> Linear.
+Both give logits per segment [B,S,C]. Released training: one loss per head and segment (labels
+repeated over segments), summed over heads (`downstream_loss`); released testing: softmax per head
+and segment, combined over heads and segments (`head_scores`; we average, the code sums: same ranking).
+A modality missing from the input drops its terms from both heads (its weight columns / projection).
 
-`DownstreamModel.features()` returns everything the trainable head needs (pooled CNN features and
-top-stream tokens); `DownstreamModel.head_logits(features)` is the head. Linear evaluation runs
-`features()` once under no_grad and trains only the head; fine-tuning trains both.
+Linear evaluation: `features()` (backbone, run once under no_grad and cached) -> dict of tensors;
+`head_logits(features)` is the only trainable part. Fine-tuning trains both (`param_groups`).
 """
 from __future__ import annotations
 
@@ -17,21 +21,35 @@ import torch.nn.functional as F
 from torch import nn
 
 ROWS = ("v_cnn", "a_cnn", "m_cnn", "v_bert", "a_bert", "m_bert")
-_ROW_MODALITIES = {"v": ("visual",), "a": ("audio",), "m": ("visual", "audio")}
+MODALITIES = ("visual", "audio")
+ROW_MODALITIES = {"v": ("visual",), "a": ("audio",), "m": ("visual", "audio")}
+LOSSES = ("cross_entropy", "multi_margin", "bce")
 
 
 class ConcatHead(nn.Module):
-    def __init__(self, in_dim: int, num_classes: int, dropout: float):
-        super().__init__()
-        self.drop = nn.Dropout(dropout)
-        self.fc = nn.Linear(in_dim, num_classes)
+    """Dropout + one linear on [x_visual; x_audio]; an absent modality drops its weight columns."""
 
-    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.drop(pooled))
+    def __init__(self, dims: dict[str, int], num_classes: int, dropout: float):
+        super().__init__()
+        self.dims = dict(dims)
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(sum(self.dims.values()), num_classes)
+
+    def forward(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
+        """feats[m]: [..., D_m] for the present modalities -> logits [..., C]."""
+        out, start = None, 0
+        for m, d in self.dims.items():
+            if m in feats:
+                term = F.linear(self.drop(feats[m]), self.fc.weight[:, start:start + d])
+                out = term if out is None else out + term
+            start += d
+        if out is None:
+            raise ValueError(f"ConcatHead got none of its modalities {list(self.dims)}")
+        return out + self.fc.bias
 
 
 class SequenceHead(nn.Module):
-    """Released ConcatSeqHead: per-segment [BOS; token] projections summed over modalities."""
+    """Per-segment [BOS; token] projections summed over modalities -> LayerNorm -> dropout -> Linear."""
 
     def __init__(self, hidden: int, modalities: tuple[str, ...], num_classes: int, dropout: float):
         super().__init__()
@@ -41,87 +59,157 @@ class SequenceHead(nn.Module):
         self.fc = nn.Linear(hidden, num_classes)
 
     def forward(self, seqs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """seqs[m]: [B, S+1, H] top-stream tokens (BOS first) -> logits [B, C] averaged over segments."""
-        h = 0
-        for m, x in seqs.items():
-            pair = torch.cat([x[:, :1].expand(-1, x.shape[1] - 1, -1), x[:, 1:]], dim=-1)  # [B,S,2H]
-            h = h + self.proj[m](pair)
-        return self.fc(self.drop(self.norm(h))).mean(dim=1)
+        """seqs[m]: [B,S+1,H] top-stream outputs (BOS first) -> per-segment logits [B,S,C]."""
+        h = None
+        for m, proj in self.proj.items():
+            if m in seqs:
+                x = seqs[m]
+                pair = torch.cat([x[:, :1].expand(-1, x.shape[1] - 1, -1), x[:, 1:]], dim=-1)  # [B,S,2H]
+                h = proj(pair) if h is None else h + proj(pair)
+        if h is None:
+            raise ValueError(f"SequenceHead got none of its modalities {list(self.proj)}")
+        return self.fc(self.drop(self.norm(h)))
 
 
 class DownstreamModel(nn.Module):
-    def __init__(self, backbone: nn.Module, row: str, num_classes: int, modalities: tuple[str, ...] | list[str],
-                 dropout: float = 0.5):
+    """An AVBert backbone plus the head of one row. `modalities`: the inputs this evaluation gives
+    (the head is built for the row's modalities among them)."""
+
+    def __init__(self, backbone: nn.Module, row: str, num_classes: int,
+                 modalities: tuple[str, ...] | list[str] = MODALITIES, dropout: float = 0.5):
         super().__init__()
         if row not in ROWS:
             raise ValueError(f"unknown downstream model {row!r}; choose one of {', '.join(ROWS)}")
-        wanted = set(_ROW_MODALITIES[row[0]])
-        self.modalities = tuple(m for m in ("visual", "audio") if m in wanted and m in modalities)
+        wanted = ROW_MODALITIES[row[0]]
+        self.modalities = tuple(m for m in MODALITIES if m in wanted and m in modalities)
         if not self.modalities:
-            raise ValueError(f"row {row} uses {sorted(wanted)} but the evaluation gives only {list(modalities)}")
+            raise ValueError(f"row {row} uses {list(wanted)} but the evaluation gives only {list(modalities)}")
         self.backbone, self.row = backbone, row
         self.use_transformer = row.endswith("bert")
         dims = {"visual": backbone.visual_dim, "audio": backbone.audio_dim}
-        self.concat_head = ConcatHead(sum(dims[m] for m in self.modalities), num_classes, dropout)
-        self.seq_head = SequenceHead(backbone.hidden, self.modalities, num_classes, dropout) if self.use_transformer else None
+        self.concat_head = ConcatHead({m: dims[m] for m in self.modalities}, num_classes, dropout)
+        self.seq_head = SequenceHead(backbone.hidden, self.modalities, num_classes, dropout) \
+            if self.use_transformer else None
 
-    def features(self, video: torch.Tensor | None, audio: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        """video [B,S,3,T,H,W] / audio [B,S,1,F,Tm] (absent modalities ignored) -> cacheable features."""
+    def features(self, video: torch.Tensor | None = None, audio: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """video [B,S,3,T,H,W] / audio [B,S,1,F,Tm] (None = absent) -> cacheable backbone outputs:
+        cnn_<m> [B,S,D_m] per-segment pooled CNN features, and for *_bert rows seq_<m> [B,S+1,H]."""
+        inputs = {"visual": video, "audio": audio}
+        encode = {"visual": self.backbone.encode_visual, "audio": self.backbone.encode_audio}
         emb = {}
-        if "visual" in self.modalities:
-            b, s = video.shape[:2]
-            emb["visual"] = self.backbone.encode_visual(video.flatten(0, 1)).view(b, s, -1)
-        if "audio" in self.modalities:
-            b, s = audio.shape[:2]
-            emb["audio"] = self.backbone.encode_audio(audio.flatten(0, 1)).view(b, s, -1)
-        feats = {f"pooled_{m}": e.mean(dim=1) for m, e in emb.items()}
+        for m in self.modalities:
+            x = inputs[m]
+            if x is not None:
+                emb[m] = encode[m](x.flatten(0, 1)).view(x.shape[0], x.shape[1], -1)
+        if not emb:
+            raise ValueError(f"{self.row} needs one of {list(self.modalities)} as input")
+        feats = {f"cnn_{m}": e for m, e in emb.items()}
         if self.use_transformer:
             out = self.backbone.contextualize(emb.get("visual"), emb.get("audio"))
-            for m in self.modalities:
+            for m in emb:
                 feats[f"seq_{m}"] = getattr(out, f"top_{m}")
         return feats
 
-    def head_logits(self, feats: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-        """One logits tensor [B, C] per head (losses are summed, probabilities summed at test)."""
-        logits = [self.concat_head(torch.cat([feats[f"pooled_{m}"] for m in self.modalities], dim=-1))]
+    def head_logits(self, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per-head, per-segment logits {"concat": [B,S,C], "seq": [B,S,C] (bert rows)}."""
+        logits = {"concat": self.concat_head({m: feats[f"cnn_{m}"] for m in self.modalities if f"cnn_{m}" in feats})}
         if self.seq_head is not None:
-            logits.append(self.seq_head({m: feats[f"seq_{m}"] for m in self.modalities}))
+            logits["seq"] = self.seq_head({m: feats[f"seq_{m}"] for m in self.modalities if f"seq_{m}" in feats})
         return logits
 
-    def forward(self, video=None, audio=None) -> list[torch.Tensor]:
-        return self.head_logits(self.features(video, audio))
+    def logits(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One [B,C] logit tensor: per-segment logits averaged over segments, summed over heads."""
+        return sum(lg.mean(dim=1) for lg in self.head_logits(feats).values())
+
+    def forward(self, video: torch.Tensor | None = None, audio: torch.Tensor | None = None) -> torch.Tensor:
+        """-> [B,C] combined logits. Released training/testing: head_logits + downstream_loss / head_scores."""
+        return self.logits(self.features(video, audio))
+
+    def head_modules(self) -> list[nn.Module]:
+        return [self.concat_head] + ([self.seq_head] if self.seq_head is not None else [])
 
     def head_parameters(self) -> list[nn.Parameter]:
-        heads = [self.concat_head] + ([self.seq_head] if self.seq_head is not None else [])
-        return [p for h in heads for p in h.parameters()]
+        """The new (trainable in linear evaluation) parameters."""
+        return [p for h in self.head_modules() for p in h.parameters()]
+
+    def backbone_parameters(self) -> list[nn.Parameter]:
+        """The backbone parameters this row uses: the CNNs of its modalities, and for bert rows
+        everything else in the backbone too (projections, embeddings, transformers)."""
+        if not self.use_transformer:
+            cnns = {"visual": self.backbone.visual_cnn, "audio": self.backbone.audio_cnn}
+            return [p for m in self.modalities for p in cnns[m].parameters()]
+        unused = tuple(f"{m}_cnn." for m in MODALITIES if m not in self.modalities)
+        return [p for n, p in self.backbone.named_parameters() if not n.startswith(unused)]
 
 
-def head_loss(logits: list[torch.Tensor], target: torch.Tensor, kind: str, margin: float = 0.1) -> torch.Tensor:
-    """Sum over heads of cross_entropy / multi_margin (released ESC-50) / bce (multi-label)."""
+def classification_loss(logits: torch.Tensor, target: torch.Tensor, kind: str, margin: float = 0.1) -> torch.Tensor:
+    """logits [N,C]; target [N] class ids (cross_entropy, multi_margin as released ESC-50) or
+    [N,C] 0/1 (bce, multi-label). Computed in float32 (safe under autocast)."""
+    logits = logits.float()
+    if kind == "cross_entropy":
+        return F.cross_entropy(logits, target)
+    if kind == "multi_margin":
+        return F.multi_margin_loss(logits, target, margin=margin)
+    if kind == "bce":
+        return F.binary_cross_entropy_with_logits(logits, target.float())
+    raise ValueError(f"unknown loss {kind!r}; choose one of {', '.join(LOSSES)}")
+
+
+def _as_list(head_logits) -> list[torch.Tensor]:
+    if isinstance(head_logits, torch.Tensor):
+        return [head_logits]
+    return list(head_logits.values()) if isinstance(head_logits, dict) else list(head_logits)
+
+
+def downstream_loss(head_logits: dict[str, torch.Tensor] | list[torch.Tensor] | torch.Tensor,
+                    target: torch.Tensor, kind: str, margin: float = 0.1) -> torch.Tensor:
+    """Released: one loss per head over every segment (the clip label repeated over segments), summed
+    over heads. head_logits: {name: [B,S,C]} (or a list, or one [B,C] / [B,S,C] tensor); target [B] or [B,C]."""
     total = 0
-    for lg in logits:
-        lg = lg.float()
-        if kind == "cross_entropy":
-            total = total + F.cross_entropy(lg, target)
-        elif kind == "multi_margin":
-            total = total + F.multi_margin_loss(lg, target, margin=margin)
-        elif kind == "bce":
-            total = total + F.binary_cross_entropy_with_logits(lg, target.float())
+    for lg in _as_list(head_logits):
+        if lg.dim() == 3:
+            s = lg.shape[1]
+            tgt = target.repeat_interleave(s, dim=0)
+            lg = lg.flatten(0, 1)
         else:
-            raise ValueError(f"unknown loss {kind!r}")
+            tgt = target
+        total = total + classification_loss(lg, tgt, kind, margin)
     return total
 
 
-def head_scores(logits: list[torch.Tensor], multilabel: bool) -> torch.Tensor:
-    """Probabilities summed over heads (released test-time ensembling)."""
-    return sum(torch.sigmoid(lg.float()) if multilabel else torch.softmax(lg.float(), dim=-1) for lg in logits)
+def head_scores(head_logits: dict[str, torch.Tensor] | list[torch.Tensor] | torch.Tensor, multilabel: bool) -> torch.Tensor:
+    """[B,C] probabilities: softmax (or sigmoid) per head and segment, averaged over both."""
+    probs = [torch.sigmoid(lg.float()) if multilabel else torch.softmax(lg.float(), dim=-1) for lg in _as_list(head_logits)]
+    probs = [p.mean(dim=1) if p.dim() == 3 else p for p in probs]
+    return torch.stack(probs).mean(dim=0)
 
 
-def param_groups(model: DownstreamModel, backbone_lr: float, head_lr: float, weight_decay: float) -> list[dict]:
-    """Released fine-tuning: backbone at FINETUNE_LR, new heads at BASE_LR; no decay on 1-d params."""
-    from experiments.optim import decay_groups  # noqa: PLC0415 - shared no-decay rule
+head_loss = downstream_loss  # older name, kept for callers
 
-    head_ids = {id(p) for p in model.head_parameters()}
-    back = [(n, p) for n, p in model.backbone.named_parameters() if id(p) not in head_ids]
-    head = [(n, p) for n, p in model.named_parameters() if id(p) in head_ids]
-    return decay_groups(back, weight_decay, backbone_lr) + decay_groups(head, weight_decay, head_lr)
+
+def _decay_split(params: list[nn.Parameter], weight_decay: float, lr: float) -> list[dict]:
+    """No weight decay on biases and norm parameters (every 1-d tensor), as in BERT and the released BN rule."""
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [{"params": decay, "lr": lr, "weight_decay": weight_decay},
+              {"params": no_decay, "lr": lr, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def param_groups(model: DownstreamModel, backbone_lr: float | None, head_lr: float,
+                 weight_decay: float) -> list[dict]:
+    """Released fine-tuning: pretrained backbone at FINETUNE_LR, new heads at BASE_LR; frozen
+    parameters are left out, and backbone_lr None/0 leaves the whole backbone out (linear eval)."""
+    def unique(params: list[nn.Parameter], skip: set[int]) -> list[nn.Parameter]:
+        seen, out = set(skip), []
+        for p in params:
+            if p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                out.append(p)
+        return out
+
+    head = unique([p for mod in model.head_modules() for p in mod.parameters()], set())
+    groups = []
+    if backbone_lr:
+        groups += _decay_split(unique(model.backbone_parameters(), {id(p) for p in head}), weight_decay, backbone_lr)
+    return groups + _decay_split(head, weight_decay, head_lr)

@@ -1,15 +1,18 @@
-"""Negative sampling for masked embedding prediction (the paper's RQ4 ablation).
+"""Negative sampling for masked embedding prediction (MEP; the paper's RQ4 ablation).
 
-Candidates are all B*S segment embeddings of the batch (same modality as the positive). Samplers:
-* current_sequence: other segments of the same clip (hard negatives only; poster);
+Candidates are the B*S segment embeddings of the batch, of the same modality as the positive.
+* current_sequence: other segments of the same clip (only hard negatives; poster);
 * current_minibatch: any segment of the batch but the positive, uniformly (many easy ones; poster);
-* cans_similar: content-aware, P(j) = softmax_j(cos(x_t, x_j) / temperature) (ours: the paper's
-  exact formula is not public), excluding the positive and near-duplicates with cos > sim_cap;
-* cans_dissimilar: the mirror image, softmax(-cos / temperature), same exclusions.
-Similarities use detached CNN embeddings from the CNNs being trained. Sampling is without
-replacement via Gumbel top-k (no host sync); rows with fewer than `num` candidates fill the rest by
-sampling with replacement. Rows where every candidate is excluded fall back to uniform over all
-non-positive candidates.
+* cans_similar: content-aware, P(j) proportional to exp(cos(x_t, x_j) / temperature), excluding the
+  positive and near-duplicates with cos > sim_cap (ours: the paper's exact formula is not public);
+* cans_dissimilar: the mirror image, exp(-cos / temperature), same exclusions.
+Similarities use the detached CNN embeddings of the CNNs being trained (the caller detaches).
+
+Draws use torch.multinomial on the [P, B*S] probability matrix, without replacement. A row with fewer
+than `num` allowed candidates (e.g. current_sequence with S-1 < num) takes each of them once and fills
+the rest with replacement. Degenerate rows whose allowed set is empty (current_sequence with S = 1,
+or every candidate above sim_cap) fall back to uniform over all non-positive candidates, so the
+positive is never drawn; a batch with a single segment (B*S = 1) has no negatives and is an error.
 """
 from __future__ import annotations
 
@@ -26,39 +29,56 @@ def flat_positions(positions: torch.Tensor, seq_len: int) -> torch.Tensor:
 
 def candidate_probs(emb: torch.Tensor, positions: torch.Tensor, sampler: str,
                     temperature: float = 0.1, sim_cap: float = 0.99) -> torch.Tensor:
-    """[P, B*S] sampling distribution over candidates for each positive (rows sum to 1)."""
+    """[P, B*S] sampling distribution over candidates for each positive (rows sum to 1, 0 on the positive)."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown negative sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     b, s, _ = emb.shape
     n = b * s
+    if n < 2:
+        raise ValueError("negative sampling needs at least two segments in the batch (B*S >= 2)")
     pos = flat_positions(positions, s)
     cols = torch.arange(n, device=emb.device)
     not_pos = cols[None, :] != pos[:, None]  # [P, N]
+    if sampler == "current_minibatch":
+        return not_pos.float() / (n - 1)
     if sampler == "current_sequence":
         allowed = not_pos & (cols[None, :] // s == positions[:, :1])
-        return allowed.float() / allowed.sum(1, keepdim=True).clamp_min(1)
-    if sampler == "current_minibatch":
-        return not_pos.float() / not_pos.sum(1, keepdim=True)
+        allowed = torch.where(allowed.any(1, keepdim=True), allowed, not_pos)  # S = 1 -> uniform fallback
+        return allowed.float() / allowed.sum(1, keepdim=True)
     flat = F.normalize(emb.reshape(n, -1).detach().float(), dim=-1)
     cos = flat[pos] @ flat.T  # [P, N]
     allowed = not_pos & (cos <= sim_cap)
-    allowed = torch.where(allowed.any(1, keepdim=True), allowed, not_pos)  # all excluded -> uniform fallback
+    has_any = allowed.any(1, keepdim=True)
     sign = 1.0 if sampler == "cans_similar" else -1.0
-    logits = (sign * cos / temperature).masked_fill(~allowed, float("-inf"))
-    return torch.softmax(logits, dim=1)
+    # -inf removes the excluded candidates exactly (rows with none left are replaced just below)
+    logits = (sign * cos / temperature).masked_fill(~(allowed | ~has_any), float("-inf"))
+    uniform = not_pos.float() / (n - 1)
+    return torch.where(has_any, torch.softmax(logits, dim=1), uniform)  # all excluded -> uniform fallback
+
+
+def draw(probs: torch.Tensor, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """[P, num] draws from each row of `probs` [P, N]: without replacement while a row has enough
+    non-zero entries, then with replacement for the remainder; a zero-probability entry is never drawn."""
+    available = (probs > 0).sum(1, keepdim=True)  # [P, 1]
+    k = min(num, probs.shape[1])
+    # Rows short of k candidates get a vanishing weight on their excluded entries so that the
+    # no-replacement draw is well defined; such draws rank after every real candidate and are
+    # replaced below by with-replacement draws from the real distribution.
+    safe = torch.where(available >= k, probs, probs + 1e-30 * (probs == 0))
+    picks = torch.multinomial(safe, k, replacement=False, generator=generator)
+    if k < num:
+        picks = torch.cat([picks, picks[:, :1].expand(-1, num - k)], dim=1)
+    rank = torch.arange(num, device=probs.device)[None, :]
+    valid = (rank < available.clamp_max(k)) & (probs.gather(1, picks) > 0)
+    fill = torch.multinomial(probs, num, replacement=True, generator=generator)
+    return torch.where(valid, picks, fill)
 
 
 def sample_negatives(emb: torch.Tensor, positions: torch.Tensor, num: int, sampler: str,
                      temperature: float = 0.1, sim_cap: float = 0.99,
                      generator: torch.Generator | None = None) -> torch.Tensor:
-    """[P, num] flat indices of negatives for each positive; never the positive itself."""
-    probs = candidate_probs(emb, positions, sampler, temperature, sim_cap)
-    u = torch.rand(probs.shape, device=probs.device, generator=generator).clamp_(1e-20, 1.0)
-    gumbel = probs.log() - (-u.log()).log()  # -inf where prob == 0
-    k = min(num, probs.shape[1])
-    score, picks = gumbel.topk(k, dim=1)
-    if k < num:
-        picks = torch.cat([picks, picks[:, :1].expand(-1, num - k)], dim=1)
-        score = torch.cat([score, torch.full_like(score[:, :1], float("-inf")).expand(-1, num - k)], dim=1)
-    fill = torch.multinomial(probs, num, replacement=True, generator=generator)
-    return torch.where(torch.isfinite(score), picks, fill)
+    """emb [B,S,D] detached embeddings, positions [P,2] (b, t) of the positives ->
+    [P, num] flat indices into B*S; never the positive itself."""
+    if num < 1:
+        raise ValueError(f"negatives.num must be >= 1, got {num}")
+    return draw(candidate_probs(emb, positions, sampler, temperature, sim_cap), num, generator)

@@ -1,189 +1,255 @@
-"""Pretraining objectives and downstream heads/metrics: hand-computed cases, sampler distributions,
-and a tiny end-to-end objective that learns."""
+"""Pretraining objectives: InfoNCE and BCE against hand computation, CPP shuffling, MEP masking, the
+combined objective for every fusion / stream choice on a tiny stand-in model implementing the model
+contract, and both losses going down on the real tiny AVBERT."""
 from __future__ import annotations
 
 import math
 
 import pytest
 import torch
-import torch.nn.functional as F
+from torch import nn
 
 from experiments.config.schema import CPPConfig, MEPConfig, NegativesConfig
-from model.build import build_model
 from model.cpp import CPPHead, shuffle_pairs
-from model.heads import DownstreamModel, head_loss, head_scores
-from model.mep import MEPHead, mask_positions
-from model.metrics import average_precision, mean_average_precision, topk_accuracy
-from model.negatives import candidate_probs, sample_negatives
+from model.mep import MEPHead, mask_positions, mask_to_positions, masked_count
 from model.pretrain_objective import AVPretrainObjective
-from tests.test_model import inputs, tiny
+
+VIDEO, AUDIO = (3, 2, 4, 4), (1, 4, 4)  # per-segment input shapes of the stand-in model
+
+
+class FakeOutput:
+    """ContextOutput stand-in (same fields and top_* properties)."""
+
+    def __init__(self, **kw):
+        self.visual = self.audio = self.multi_visual = self.multi_audio = None
+        self.__dict__.update(kw)
+
+    @property
+    def top_visual(self):
+        return self.multi_visual if self.multi_visual is not None else self.visual
+
+    @property
+    def top_audio(self):
+        return self.multi_audio if self.multi_audio is not None else self.audio
+
+
+class FakeAVBert(nn.Module):
+    """Tiny model with the AVBert contract: linear 'CNNs', one transformer layer per stream."""
+
+    def __init__(self, fusion: str = "mid", dv: int = 12, da: int = 10, hidden: int = 16):
+        super().__init__()
+        self.fusion, self.visual_dim, self.audio_dim, self.hidden = fusion, dv, da, hidden
+        self.visual_cnn = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(VIDEO), dv))
+        self.audio_cnn = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(AUDIO), da))
+        self.inp = nn.ModuleDict({"visual": nn.Linear(dv, hidden), "audio": nn.Linear(da, hidden)})
+        self.bos = nn.ParameterDict({m: nn.Parameter(torch.randn(hidden)) for m in ("visual", "audio")})
+        self.mask_token = nn.ParameterDict({m: nn.Parameter(torch.randn(hidden)) for m in ("visual", "audio")})
+        self.pos = nn.Parameter(0.1 * torch.randn(2, 32, hidden))
+        layer = lambda: nn.TransformerEncoderLayer(hidden, 2, 32, dropout=0.0, batch_first=True)  # noqa: E731
+        self.tf = nn.ModuleDict({r: layer() for r in ("visual", "audio", "multi")})
+
+    def encode_visual(self, video):
+        return self.visual_cnn(video)
+
+    def encode_audio(self, spec):
+        return self.audio_cnn(spec)
+
+    def contextualize(self, ev, ea, visual_mask=None, audio_mask=None):
+        xs = {}
+        for i, (m, e, mask) in enumerate((("visual", ev, visual_mask), ("audio", ea, audio_mask))):
+            if e is None:
+                continue
+            x = self.inp[m](e)
+            if mask is not None:
+                x = torch.where(mask[..., None], self.mask_token[m], x)
+            x = torch.cat([self.bos[m].expand(x.shape[0], 1, -1), x], 1)
+            xs[m] = x + self.pos[i, : x.shape[1]]
+        out = FakeOutput()
+        if self.fusion in ("mid", "late"):
+            for m, x in xs.items():
+                setattr(out, m, self.tf[m](x))
+        if self.fusion in ("early", "mid"):
+            src = {m: getattr(out, m) if self.fusion == "mid" else x for m, x in xs.items()}
+            y = self.tf["multi"](torch.cat(list(src.values()), 1))
+            for m, part in zip(src, torch.split(y, [v.shape[1] for v in src.values()], 1)):
+                setattr(out, f"multi_{m}", part)
+        return out
+
+
+def fake_batch(b=4, s=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, s, *VIDEO, generator=g), torch.randn(b, s, *AUDIO, generator=g)
+
+
+# ------------------------------------------------------------------------------------------ MEP
+def _identity_head(normalize: bool) -> MEPHead:
+    head = MEPHead(hidden=2, target_dim=2, normalize=normalize)
+    head.g = nn.Identity()
+    with torch.no_grad():
+        head.w.weight.copy_(torch.eye(2))
+    return head
 
 
 def test_infonce_matches_hand_computation():
-    head = MEPHead(hidden=2, target_dim=2, normalize=False)
-    with torch.no_grad():  # g = identity-ish is hard with an MLP: compare against the head's own g
-        head.w.weight.copy_(torch.eye(2))
     outputs = torch.tensor([[1.0, 0.0]])
     targets = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
-    q = head.g(outputs)
-    s = torch.stack([q @ targets[0], q @ targets[1], q @ targets[2]], dim=1) / 0.5
-    expected = -(s[0, 0] - torch.logsumexp(s[0], 0))
-    loss, acc = head.loss(outputs, targets, torch.tensor([0]), torch.tensor([[1, 2]]), temperature=0.5)
-    assert torch.allclose(loss, expected, atol=1e-6)
-    assert acc.item() == float(s[0].argmax() == 0)
+    loss, acc = _identity_head(False).loss(outputs, targets, torch.tensor([0]), torch.tensor([[1, 2]]), 0.5)
+    # scores o.x / tau = [2, 0, -2]; -log softmax[0] = log(1 + e^-2 + e^-4)
+    assert loss.item() == pytest.approx(math.log(1 + math.exp(-2) + math.exp(-4)), abs=1e-6)
+    assert acc.item() == 1.0
+    # cosine form: scaling the targets changes nothing; a wrong positive gives accuracy 0
+    loss_n, _ = _identity_head(True).loss(outputs, 3 * targets, torch.tensor([0]), torch.tensor([[1, 2]]), 0.5)
+    assert loss_n.item() == pytest.approx(loss.item(), abs=1e-6)
+    _, acc_bad = _identity_head(True).loss(outputs, targets, torch.tensor([2]), torch.tensor([[0, 1]]), 0.5)
+    assert acc_bad.item() == 0.0
 
 
+def test_infonce_gathers_each_rows_candidates():
+    torch.manual_seed(0)
+    head = MEPHead(hidden=8, target_dim=5)
+    o, x = torch.randn(3, 8), torch.randn(10, 5)
+    pos, neg = torch.tensor([0, 4, 9]), torch.tensor([[1, 2], [3, 3], [0, 8]])
+    logits = head.logits(o, x, pos, neg, 0.2)
+    q = nn.functional.normalize(head.g(o), dim=-1)
+    k = nn.functional.normalize(head.w(x), dim=-1)
+    for p in range(3):
+        cand = [pos[p].item()] + neg[p].tolist()
+        assert torch.allclose(logits[p], (k[cand] @ q[p]) / 0.2, atol=1e-5)
+
+
+def test_mask_positions_fixed_count_and_positions():
+    g = torch.Generator().manual_seed(0)
+    mask = mask_positions(4, 15, 0.15, g)
+    assert mask.sum(1).tolist() == [2] * 4  # round(0.15 * 15) = 2
+    assert mask_positions(3, 5, 0.01, g).sum(1).tolist() == [1] * 3  # at least one per clip
+    assert not mask_positions(3, 5, 0.0, g).any()
+    assert masked_count(8, 1.0) == 8
+    pos = mask_to_positions(mask, masked_count(15, 0.15))
+    assert torch.equal(pos, mask.nonzero())
+
+
+# ------------------------------------------------------------------------------------------ CPP
 def test_cpp_bce_hand_case():
     head = CPPHead(hidden=2)
-    bv, ba = torch.randn(3, 2), torch.randn(3, 2)
-    is_pair = torch.tensor([True, False, True])
-    logit = head(bv, ba)
-    p = torch.sigmoid(logit)
-    expected = -(torch.log(p[0]) + torch.log(1 - p[1]) + torch.log(p[2])) / 3
-    loss, _ = head.loss(bv, ba, is_pair)
-    assert torch.allclose(loss, expected, atol=1e-6)
-
-
-@pytest.mark.parametrize("b,fraction", [(8, 0.5), (5, 0.5), (2, 0.5), (7, 1.0)])
-def test_shuffle_pairs_mismatches_exactly_the_chosen_fraction(b, fraction):
-    perm, is_pair = shuffle_pairs(b, fraction, "cpu", torch.Generator().manual_seed(0))
-    k = round(fraction * b)
-    assert (~is_pair).sum().item() == k
-    assert torch.all(perm[~is_pair] != torch.arange(b)[~is_pair])
-    assert torch.all(perm[is_pair] == torch.arange(b)[is_pair])
-
-
-def test_mask_positions_static_count_and_consistency():
-    mask, pos = mask_positions(4, 15, 0.15, "cpu", torch.Generator().manual_seed(0))
-    assert mask.sum(1).tolist() == [2] * 4  # round(0.15 * 15) = 2 per clip
-    assert torch.equal(mask[pos[:, 0], pos[:, 1]], torch.ones(len(pos), dtype=torch.bool))
-
-
-def _toy_embeddings():
-    torch.manual_seed(0)
-    base = torch.randn(1, 1, 8)
-    # candidates with graded similarity to segment (0, 0): emb_j = base + j * noise
-    emb = base + torch.linspace(0, 3, 12).view(1, 12, 1) * torch.randn(1, 12, 8)
-    return emb.view(2, 6, 8)
-
-
-def test_cans_similar_favours_similar_and_dissimilar_the_reverse():
-    emb = _toy_embeddings()
-    pos = torch.tensor([[0, 0]])
-    flat = F.normalize(emb.reshape(12, -1), dim=-1)
-    cos = (flat[0] @ flat.T)
-    order = cos[1:].argsort(descending=True) + 1  # candidates by decreasing similarity
-    p_sim = candidate_probs(emb, pos, "cans_similar", temperature=0.2, sim_cap=1.1)[0]
-    p_dis = candidate_probs(emb, pos, "cans_dissimilar", temperature=0.2, sim_cap=1.1)[0]
-    assert p_sim[0] == 0 and p_dis[0] == 0
-    assert torch.all(p_sim[order][:-1] >= p_sim[order][1:])  # monotone in similarity
-    assert torch.all(p_dis[order][:-1] <= p_dis[order][1:])
-    # empirical frequencies follow the distribution and never hit the positive
-    g = torch.Generator().manual_seed(1)
-    draws = torch.cat([sample_negatives(emb, pos, 1, "cans_similar", 0.2, 1.1, g) for _ in range(4000)]).flatten()
-    freq = torch.bincount(draws, minlength=12).float() / draws.numel()
-    assert freq[0] == 0
-    assert torch.allclose(freq, p_sim, atol=0.03)
-
-
-def test_sim_cap_excludes_near_duplicates():
-    emb = torch.randn(1, 4, 8)
-    emb[0, 1] = emb[0, 0] * 2.0  # cosine 1 with the positive
-    p = candidate_probs(emb, torch.tensor([[0, 0]]), "cans_similar", 0.1, sim_cap=0.99)[0]
-    assert p[1] == 0 and p[0] == 0 and math.isclose(p.sum().item(), 1.0, rel_tol=1e-5)
-
-
-def test_current_sequence_and_minibatch_supports():
-    emb = torch.randn(3, 5, 4)
-    pos = torch.tensor([[1, 2], [2, 0]])
-    seq = sample_negatives(emb, pos, 10, "current_sequence", generator=torch.Generator().manual_seed(0))
-    assert torch.all(seq[0] // 5 == 1) and torch.all(seq[0] != 7)  # same clip, never the positive (1*5+2)
-    assert torch.all(seq[1] // 5 == 2) and torch.all(seq[1] != 10)
-    mb = candidate_probs(emb, pos, "current_minibatch")
-    assert torch.allclose(mb[0][mb[0] > 0], torch.full((14,), 1 / 14))
-    no_rep = sample_negatives(emb, pos, 6, "current_minibatch", generator=torch.Generator().manual_seed(0))
-    assert all(len(set(r.tolist())) == 6 for r in no_rep)  # without replacement when possible
-
-
-def test_topk_and_map():
-    scores = torch.tensor([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2], [0.2, 0.3, 0.5]])
-    target = torch.tensor([1, 1, 0])
-    assert topk_accuracy(scores, target, 1) == pytest.approx(100 / 3)
-    assert topk_accuracy(scores, target, 2) == pytest.approx(200 / 3)
-    labels = torch.tensor([[1, 0], [0, 1], [1, 1], [0, 0]])
-    s = torch.tensor([[0.9, 0.1], [0.8, 0.7], [0.3, 0.2], [0.1, 0.9]])
-    # class 0 ranking: rows 0 (rel), 1, 2 (rel), 3 -> AP = (1/1 + 2/3) / 2; class 1: rows 3, 1 (rel), 2 (rel), 0
-    ap = average_precision(s, labels)
-    assert ap[0].item() == pytest.approx((1 + 2 / 3) / 2)
-    assert ap[1].item() == pytest.approx((1 / 2 + 2 / 3) / 2)
-    assert mean_average_precision(s, labels) == pytest.approx(100 * (ap[0] + ap[1]).item() / 2)
-
-
-def test_map_matches_brute_force():
-    torch.manual_seed(0)
-    s, y = torch.rand(30, 5), (torch.rand(30, 5) > 0.6).long()
-    for c in range(5):
-        order = s[:, c].argsort(descending=True)
-        rel = y[order, c].float()
-        precisions = [rel[: k + 1].mean() for k in range(30) if rel[k] == 1]
-        assert average_precision(s, y)[c].item() == pytest.approx(torch.stack(precisions).mean().item(), abs=1e-6)
-
-
-@pytest.mark.parametrize("row", ["v_cnn", "a_cnn", "m_cnn", "v_bert", "a_bert", "m_bert"])
-def test_downstream_rows(row):
-    video, audio = inputs()
-    dm = DownstreamModel(build_model(tiny()), row, num_classes=5, modalities=("visual", "audio"), dropout=0.0)
-    logits = dm(video, audio)
-    assert len(logits) == (2 if row.endswith("bert") else 1) and all(lg.shape == (2, 5) for lg in logits)
-    loss = head_loss(logits, torch.tensor([0, 3]), "cross_entropy")
-    loss.backward()
-    assert torch.allclose(head_scores(logits, False).sum(1), torch.full((2,), float(len(logits))))
-    # cached features reproduce the logits (linear evaluation path)
-    dm.eval()
+    lin = nn.Linear(4, 1)
     with torch.no_grad():
-        feats = dm.features(video, audio)
-        assert all(torch.allclose(a, b) for a, b in zip(dm.head_logits(feats), dm(video, audio)))
+        lin.weight.copy_(torch.tensor([[1.0, 0.0, 0.0, 0.0]]))
+        lin.bias.zero_()
+    head.mlp = lin  # logit = first coordinate of bos_v
+    bos_v = torch.tensor([[2.0, 0.0], [-1.0, 0.0], [0.0, 0.0]])
+    is_pair = torch.tensor([True, False, True])
+    loss, acc = head.loss(bos_v, torch.zeros(3, 2), is_pair)
+    expected = (math.log(1 + math.exp(-2)) + math.log(1 + math.exp(-1)) + math.log(2)) / 3
+    assert loss.item() == pytest.approx(expected, abs=1e-6)
+    assert acc.item() == pytest.approx(2 / 3)
 
 
-def test_m_bert_with_one_modality_dropped():
-    video, audio = inputs()
-    dm = DownstreamModel(build_model(tiny()), "m_bert", 4, modalities=("audio",), dropout=0.0)
-    assert dm.modalities == ("audio",)
-    assert dm(None, audio)[0].shape == (2, 4)
-    with pytest.raises(ValueError, match="v_cnn"):
-        DownstreamModel(build_model(tiny()), "v_cnn", 4, modalities=("audio",))
+@pytest.mark.parametrize("b,fraction", [(8, 0.5), (5, 0.5), (2, 0.5), (7, 1.0), (4, 0.25), (6, 0.0), (1, 0.5)])
+def test_shuffle_pairs_mismatches_exactly_the_chosen_fraction(b, fraction):
+    for seed in range(20):
+        perm, is_pair = shuffle_pairs(b, fraction, torch.Generator().manual_seed(seed))
+        k = round(fraction * b) if b >= 2 else 0
+        ar = torch.arange(b)
+        assert (~is_pair).sum().item() == k
+        assert torch.equal(perm != ar, ~is_pair)  # mismatched exactly where flagged
+        if k >= 2:
+            assert sorted(perm.tolist()) == ar.tolist()  # a permutation: every audio used once
+
+
+# ------------------------------------------------------------------------------------ objective
+def _objective(model, streams=("visual", "audio", "multi"), sampler="current_minibatch", **kw):
+    mep = MEPConfig(streams=list(streams), mask_ratio=0.3)
+    return AVPretrainObjective(model, mep, CPPConfig(), NegativesConfig(num=4, sampler=sampler), **kw)
 
 
 @pytest.mark.parametrize("fusion", ["early", "mid", "late"])
-def test_objective_runs_for_every_fusion(fusion):
-    model = build_model(tiny(fusion, "part"))
-    obj = AVPretrainObjective(model, MEPConfig(), CPPConfig(), NegativesConfig(num=4))
-    video, audio = inputs(b=4, s=6)
-    out = obj(model, video, audio)
-    out["loss"].backward()
-    assert torch.isfinite(out["loss"]) and out["mep"] > 0 and out["cpp"] > 0
-
-
-def test_tiny_objective_lowers_both_losses():
+@pytest.mark.parametrize("sharing", ["none", "proj", "head"])
+def test_objective_every_fusion_and_head_sharing(fusion, sharing):
     torch.manual_seed(0)
-    model = build_model(tiny("mid", "part"))
-    obj = AVPretrainObjective(model, MEPConfig(), CPPConfig(), NegativesConfig(num=4, sampler="current_minibatch"))
-    params = list(model.parameters()) + list(obj.parameters())
-    opt = torch.optim.AdamW(params, lr=3e-3)
-    video, audio = inputs(b=6, s=6)
-    # structured toy clips: segment content shared across modalities makes both tasks learnable
-    code = torch.randn(6, 6, 1, 1, 1, 1)
-    video = video * 0.1 + code
-    audio = audio * 0.1 + code[..., 0]
+    model = FakeAVBert(fusion)
+    obj = _objective(model, head_sharing=sharing)
+    out = obj(model, *fake_batch(), generator=torch.Generator().manual_seed(0))
+    expected = {"early": {"multi"}, "mid": {"visual", "audio", "multi"}, "late": {"visual", "audio"}}[fusion]
+    assert {k.removeprefix("mep_") for k in out if k.startswith("mep_") and "acc" not in k} == expected
+    assert torch.isfinite(out["loss"]) and out["mep"] > 0 and out["cpp"] > 0
+    streams = [out[f"mep_{s}"] for s in expected]
+    assert out["loss"].item() == pytest.approx((sum(streams) / len(streams) + out["cpp"]).item(), rel=1e-5)
+    out["loss"].backward()
+    assert all(p.grad is not None for p in obj.parameters())  # every head is used
+    if sharing == "proj" and fusion != "late":
+        assert obj.mep_heads["multi_visual"].w is obj.proj["visual"]
+
+
+def test_objective_single_stream_and_weights():
+    model = FakeAVBert("mid")
+    obj = _objective(model, streams=["multi"])
+    out = obj(model, *fake_batch())
+    assert "mep_visual" not in out and "mep_multi" in out
+    with pytest.raises(ValueError, match="no stream"):
+        _objective(FakeAVBert("late"), streams=["multi"])
+    mep_only = AVPretrainObjective(model, MEPConfig(streams=["visual"]), CPPConfig(weight=0.0), NegativesConfig(num=3))
+    out = mep_only(model, *fake_batch())
+    assert mep_only.cpp_head is None and out["cpp"] == 0 and out["loss"].item() == pytest.approx(out["mep"].item())
+
+
+class SpyModel(FakeAVBert):
+    def contextualize(self, ev, ea, visual_mask=None, audio_mask=None):
+        self.seen = (ev.detach(), ea.detach(), visual_mask, audio_mask)
+        return super().contextualize(ev, ea, visual_mask, audio_mask)
+
+
+def test_objective_permutes_audio_before_the_transformers():
+    model = SpyModel("mid")
+    obj = _objective(model)
+    video, audio = fake_batch(b=6)
+    obj(model, video, audio, generator=torch.Generator().manual_seed(3))
+    perm, is_pair = shuffle_pairs(6, 0.5, torch.Generator().manual_seed(3))
+    ea = model.encode_audio(audio.flatten(0, 1)).view(6, 6, -1).detach()
+    ev, ea_seen, vmask, amask = model.seen
+    assert not is_pair.all() and torch.allclose(ea_seen, ea[perm])
+    assert vmask.sum(1).tolist() == [2] * 6 and amask.sum(1).tolist() == [2] * 6  # round(0.3 * 6)
+
+
+def test_objective_with_frozen_cnns():
+    model = FakeAVBert("mid")
+    for p in list(model.visual_cnn.parameters()) + list(model.audio_cnn.parameters()):
+        p.requires_grad_(False)
+    obj = _objective(model, sampler="cans_similar")
+    out = obj(model, *fake_batch())
+    out["loss"].backward()
+    assert obj.proj["visual"].weight.grad is not None and model.visual_cnn[1].weight.grad is None
+
+
+def _train(model, obj, video, audio, steps, lr):
+    opt = torch.optim.Adam(list(model.parameters()) + list(obj.parameters()), lr=lr)
     hist = []
-    for step in range(40):
-        torch.manual_seed(step)
-        out = obj(model, video, audio)
+    for _ in range(steps):
+        out = obj(model, video, audio, generator=torch.Generator().manual_seed(0))  # fixed masks/pairs/negatives
         opt.zero_grad()
         out["loss"].backward()
         opt.step()
         hist.append((out["mep"].item(), out["cpp"].item()))
-    first = [sum(h[i] for h in hist[:5]) / 5 for i in range(2)]
-    last = [sum(h[i] for h in hist[-5:]) / 5 for i in range(2)]
-    assert last[0] < 0.8 * first[0], (first, last)
-    assert last[1] < 0.8 * first[1], (first, last)
+    return hist
+
+
+def test_both_losses_go_down_on_the_stand_in_model():
+    torch.manual_seed(0)
+    model = FakeAVBert("mid")
+    obj = _objective(model, sampler="cans_similar")
+    hist = _train(model, obj, *fake_batch(b=8, s=6), steps=30, lr=3e-3)
+    assert hist[-1][0] < 0.7 * hist[0][0] and hist[-1][1] < 0.7 * hist[0][1], hist
+
+
+def test_both_losses_go_down_on_the_real_tiny_model():
+    from model.build import build_model
+    from tests.test_model import tiny
+
+    torch.manual_seed(0)
+    model = build_model(tiny("mid", "part"))
+    obj = AVPretrainObjective(model, MEPConfig(mask_ratio=0.3), CPPConfig(),
+                              NegativesConfig(num=4, sampler="cans_similar"))
+    g = torch.Generator().manual_seed(0)
+    video, audio = torch.randn(8, 6, 3, 4, 16, 16, generator=g), torch.randn(8, 6, 1, 16, 16, generator=g)
+    hist = _train(model, obj, video, audio, steps=30, lr=2e-3)
+    first, last = hist[0], [sum(h[i] for h in hist[-3:]) / 3 for i in range(2)]
+    assert last[0] < 0.8 * first[0] and last[1] < 0.8 * first[1], hist

@@ -43,6 +43,7 @@ class MEPConfig:
     streams: list[Stream] = field(default_factory=lambda: ["visual", "audio", "multi"])
     temperature: float = 0.1  # InfoNCE tau (ours)
     normalize: bool = True  # ours: cosine form of the bilinear score g(o)^T W x
+    head_sharing: Literal["none", "proj", "head"] = "proj"  # ours: W shared per target modality
     weight: float = 1.0
 
 

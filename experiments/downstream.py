@@ -1,0 +1,264 @@
+"""Downstream evaluation: linear evaluation (frozen backbone) or fine-tuning, for every paper row.
+
+Protocol (ours where the released code differs): the held-out `val` split chooses the epoch, the
+`test` split is scored once with that epoch's weights (the released code picked the best epoch on
+the test set). Test scores average the probabilities over temporal views x spatial crops.
+
+* linear: the backbone runs once in eval mode (BN statistics frozen) to cache features of the
+  train split (one centred view per clip, ours: no augmentation) and of val/test (all views); only
+  the head trains on the cache, which makes linear evaluation cheap enough for CPU.
+* finetune: backbone (finetune_lr) and heads (lr) train together with the released two-LR
+  parameter groups; `last.pt` is written every epoch and on a stop request, so a preempted
+  fine-tuning resumes where it stopped.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from experiments import checkpoint, preemption, runtime
+from experiments.config import EvalConfig, RunConfig
+from experiments.optim import build_scheduler
+from model.heads import DownstreamModel, downstream_loss, head_scores, param_groups
+from model.metrics import mean_average_precision, topk_accuracy
+
+
+def read_classes(task_dir: Path) -> list[str]:
+    path = task_dir / "classes.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} missing: prepare the task with `python -m data.prepare` (or the synthetic generator)")
+    data = json.loads(path.read_text())
+    classes = data["classes"] if isinstance(data, dict) else data
+    return list(classes)
+
+
+def _loader(cfg: RunConfig, ev: EvalConfig, task_dir: Path, split: str, train: bool, views: bool,
+            epoch: int = 0, skip_batches: int = 0, device: torch.device | None = None):
+    from data.pipeline import make_downstream_loader
+
+    return make_downstream_loader(
+        cfg.data, task_dir, split, segments=ev.segments, train=train,
+        temporal_views=ev.temporal_views if views else 1, spatial_crops=ev.spatial_crops if views else 1,
+        batch_size=ev.batch_size, modalities=tuple(ev.modalities), multilabel=ev.multilabel,
+        seed=cfg.seed, epoch=epoch, skip_batches=skip_batches,
+        pin_memory=device is not None and device.type == "cuda")
+
+
+def _target(batch: dict, multilabel: bool) -> torch.Tensor:
+    return batch["labels"] if multilabel else batch["label"]
+
+
+def _inputs(batch: dict, device: torch.device, views: bool):
+    """(video, audio, V): eval batches carry a view axis [B,V,S,...]; it is folded into the batch."""
+    out, v = [], 1
+    for key in ("video", "audio"):
+        x = batch.get(key)
+        if x is not None:
+            x = x.to(device, non_blocking=True)
+            if views:
+                v = x.shape[1]
+                x = x.flatten(0, 1)
+        out.append(x)
+    return out[0], out[1], v
+
+
+def _metrics(scores: torch.Tensor, target: torch.Tensor, multilabel: bool) -> dict:
+    if multilabel:
+        return {"mAP": round(mean_average_precision(scores, target), 3), "top1": None, "top5": None}
+    return {"top1": round(topk_accuracy(scores, target, 1), 3), "top5": round(topk_accuracy(scores, target, 5), 3),
+            "mAP": None}
+
+
+def _selection_value(m: dict) -> float:
+    return m["mAP"] if m["mAP"] is not None else m["top1"]
+
+
+# ------------------------------------------------------------------------------------ linear eval
+@torch.no_grad()
+def extract_features(dm: DownstreamModel, loader, device, amp: bool, views: bool, multilabel: bool,
+                     desc: str) -> tuple[dict, torch.Tensor]:
+    """Backbone features for a whole split, on CPU: dict of [N, (V,) ...] tensors and targets."""
+    dm.eval()
+    feats: dict[str, list] = {}
+    targets = []
+    for batch in tqdm(loader, desc=desc, unit="batch", leave=False, dynamic_ncols=True):
+        video, audio, v = _inputs(batch, device, views)
+        with runtime.autocast(device, amp):
+            f = dm.features(video, audio)
+        for k, t in f.items():
+            t = t.float().cpu()
+            feats.setdefault(k, []).append(t.view(-1, v, *t.shape[1:]) if views else t)
+        targets.append(_target(batch, multilabel))
+    if not targets:
+        raise RuntimeError(f"{desc}: the split is empty (no decodable samples)")
+    return {k: torch.cat(v) for k, v in feats.items()}, torch.cat(targets)
+
+
+def _score_views(dm: DownstreamModel, feats: dict, multilabel: bool, chunk: int = 1024) -> torch.Tensor:
+    """Average over views of the summed head probabilities, in chunks to bound memory."""
+    n, v = next(iter(feats.values())).shape[:2]
+    out = []
+    for i in range(0, n, chunk):
+        part = {k: t[i:i + chunk].flatten(0, 1) for k, t in feats.items()}
+        scores = head_scores(dm.head_logits(part), multilabel)
+        out.append(scores.view(-1, v, scores.shape[-1]).mean(dim=1))
+    return torch.cat(out)
+
+
+def linear_eval(cfg, ev, dm, task_dir, device, log) -> dict:
+    amp = cfg.runtime.amp
+    f_train, y_train = extract_features(dm, _loader(cfg, ev, task_dir, "train", False, False, device=device),
+                                        device, amp, False, ev.multilabel, f"{ev.name}: train features")
+    f_val, y_val = extract_features(dm, _loader(cfg, ev, task_dir, "val", False, True, device=device),
+                                    device, amp, True, ev.multilabel, f"{ev.name}: val features")
+    f_test, y_test = extract_features(dm, _loader(cfg, ev, task_dir, "test", False, True, device=device),
+                                      device, amp, True, ev.multilabel, f"{ev.name}: test features")
+    dm.to("cpu")  # the head trains on cached CPU features
+    params = dm.head_parameters()
+    opt = torch.optim.AdamW(params, lr=ev.lr, weight_decay=ev.weight_decay)
+    n = y_train.shape[0]
+    steps_per_epoch = max(1, math.ceil(n / ev.batch_size))
+    sched = build_scheduler(opt, _cosine(), ev.epochs * steps_per_epoch)
+    g = torch.Generator().manual_seed(cfg.seed)
+    heads = dm.head_modules()
+    best, best_state, best_epoch = -1.0, None, -1
+    for epoch in range(ev.epochs):
+        for h in heads:
+            h.train()
+        order = torch.randperm(n, generator=g)
+        for i in range(0, n, ev.batch_size):
+            idx = order[i:i + ev.batch_size]
+            loss = downstream_loss(dm.head_logits({k: t[idx] for k, t in f_train.items()}), y_train[idx], ev.loss)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        for h in heads:
+            h.eval()
+        with torch.no_grad():
+            val = _metrics(_score_views(dm, f_val, ev.multilabel), y_val, ev.multilabel)
+        if _selection_value(val) > best:
+            best, best_epoch = _selection_value(val), epoch
+            best_state = copy.deepcopy([h.state_dict() for h in heads])
+        log.write(stage=f"downstream:{ev.name}", epoch=epoch, loss=round(loss.item(), 5), **{f"val_{k}": v for k, v in val.items()})
+    for h, s in zip(heads, best_state):
+        h.load_state_dict(s)
+    with torch.no_grad():
+        test = _metrics(_score_views(dm, f_test, ev.multilabel), y_test, ev.multilabel)
+    return {**test, "best_epoch": best_epoch, "val": round(best, 3), "num_train": n, "num_test": int(y_test.shape[0])}
+
+
+def _cosine():
+    from experiments.config.schema import OptimConfig
+
+    return OptimConfig(schedule="cosine", warmup_steps=0)
+
+
+# -------------------------------------------------------------------------------------- fine-tune
+@torch.no_grad()
+def evaluate_views(dm, loader, device, amp: bool, multilabel: bool, desc: str) -> tuple[dict, int]:
+    dm.eval()
+    scores, targets = [], []
+    for batch in tqdm(loader, desc=desc, unit="batch", leave=False, dynamic_ncols=True):
+        video, audio, v = _inputs(batch, device, True)
+        with runtime.autocast(device, amp):
+            logits = dm.head_logits(dm.features(video, audio))
+        s = head_scores(logits, multilabel)
+        scores.append(s.view(-1, v, s.shape[-1]).mean(dim=1).cpu())
+        targets.append(_target(batch, multilabel))
+    if not scores:
+        raise RuntimeError(f"{desc}: the split is empty (no decodable samples)")
+    y = torch.cat(targets)
+    return _metrics(torch.cat(scores), y, multilabel), int(y.shape[0])
+
+
+def finetune(cfg, ev, dm, task_dir, folder, cfg_hash, device, log) -> dict:
+    from data.pipeline import split_size
+
+    stage = f"downstream:{ev.name}"
+    amp = cfg.runtime.amp
+    n_train = split_size(task_dir, "train")
+    steps_per_epoch = max(1, n_train // ev.batch_size)
+    opt = torch.optim.AdamW(param_groups(dm, ev.finetune_lr, ev.lr, ev.weight_decay))
+    sched = build_scheduler(opt, _cosine(), ev.epochs * steps_per_epoch)
+    pos = {"epoch": 0, "batch": 0, "best": -1.0, "best_epoch": -1, "wall_s": 0.0}
+    best_path = f"{ev.name}.best.pt"
+    state = checkpoint.load_for(folder, stage, cfg_hash, map_location=device)
+    if state is not None:
+        dm.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        runtime.set_rng_state(state["rng"])
+        pos = dict(state["position"])
+        log.write(stage=stage, event="resumed", **pos)
+
+    def save() -> None:
+        checkpoint.save(folder, {"stage": stage, "config_hash": cfg_hash, "model": dm.state_dict(),
+                                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                 "rng": runtime.rng_state(), "position": dict(pos)})
+
+    t0 = time.time() - pos["wall_s"]
+    while pos["epoch"] < ev.epochs:
+        dm.train()
+        loader = _loader(cfg, ev, task_dir, "train", True, False, epoch=pos["epoch"], skip_batches=pos["batch"], device=device)
+        for batch in tqdm(loader, desc=f"{ev.name} epoch {pos['epoch']}", unit="batch", leave=False, dynamic_ncols=True):
+            video, audio, _ = _inputs(batch, device, False)
+            with runtime.autocast(device, amp):
+                logits = dm.head_logits(dm.features(video, audio))  # per head: one loss each (released)
+                loss = downstream_loss(logits, _target(batch, ev.multilabel).to(device), ev.loss)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            pos["batch"] += 1
+            if preemption.stop_requested():
+                pos["wall_s"] = time.time() - t0
+                save()
+                raise preemption.Preempted(f"stop requested in {stage}, epoch {pos['epoch']}")
+        val, _ = evaluate_views(dm, _loader(cfg, ev, task_dir, "val", False, True, device=device), device, amp,
+                                ev.multilabel, f"{ev.name}: val")
+        if _selection_value(val) > pos["best"]:
+            pos["best"], pos["best_epoch"] = _selection_value(val), pos["epoch"]
+            checkpoint.save(folder, {"model": dm.state_dict(), "epoch": pos["epoch"]}, best_path)
+        log.write(stage=stage, epoch=pos["epoch"], loss=round(loss.item(), 5), **{f"val_{k}": v for k, v in val.items()})
+        pos["epoch"] += 1
+        pos["batch"] = 0
+        pos["wall_s"] = time.time() - t0
+        save()
+    dm.load_state_dict(checkpoint.load(folder, best_path, map_location=device)["model"])
+    test, n_test = evaluate_views(dm, _loader(cfg, ev, task_dir, "test", False, True, device=device), device, amp,
+                                  ev.multilabel, f"{ev.name}: test")
+    return {**test, "best_epoch": pos["best_epoch"], "val": round(pos["best"], 3), "num_train": n_train, "num_test": n_test}
+
+
+# --------------------------------------------------------------------------------------- entry
+def run_eval(cfg: RunConfig, ev: EvalConfig, init_state: dict | None, data_root: Path, folder: Path,
+             cfg_hash: str, env, device: torch.device, log) -> dict:
+    """One downstream evaluation; returns its metrics entry for metrics.json."""
+    from model.build import build_model
+
+    t0 = time.time()
+    task_dir = data_root / ev.task
+    classes = read_classes(task_dir)
+    backbone = build_model(cfg.model)
+    if init_state is not None:
+        backbone.load_state_dict(init_state)
+    dm = DownstreamModel(backbone, ev.model, len(classes), tuple(ev.modalities), ev.dropout).to(device)
+    if cfg.runtime.channels_last and device.type == "cuda":
+        backbone.visual_cnn.to(memory_format=torch.channels_last_3d)
+    if ev.protocol == "linear":
+        result = linear_eval(cfg, ev, dm, task_dir, device, log)
+    else:
+        result = finetune(cfg, ev, dm, task_dir, folder, cfg_hash, device, log)
+    entry = {"task": ev.task, "model": ev.model, "init": "pretrained" if init_state is not None else "random",
+             "protocol": ev.protocol, "modalities": list(dm.modalities), "split": ev.split,
+             "multilabel": ev.multilabel, "num_classes": len(classes), **result,
+             "wall_s": round(time.time() - t0, 2)}
+    log.write(stage=f"downstream:{ev.name}", event="result", **{k: v for k, v in entry.items() if not isinstance(v, list)})
+    return entry

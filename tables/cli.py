@@ -1,0 +1,54 @@
+"""The command line shared by make_table1.py and make_table2.py, and loading of the runs they use."""
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+
+from tables.aggregate import check_seed_groups
+from tables.results_io import REPO_ROOT, RunRecord, eval_frame, scan
+from tables.spec import PROFILES
+
+FORMATS = ("md", "tex", "csv", "png")
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--results", type=Path, default=REPO_ROOT / "results", help="results root (default: results/)")
+    ap.add_argument("--profile", choices=PROFILES, default="tiny",
+                    help="whose runs fill the 'ours' columns (default: tiny; 'any' takes every profile)")
+    ap.add_argument("--out", type=Path, default=REPO_ROOT / "results" / "tables",
+                    help="output folder (default: results/tables/)")
+    ap.add_argument("--format", default=",".join(FORMATS), help="comma-separated subset of md,tex,csv,png")
+    ap.add_argument("--quiet", action="store_true", help="do not print the Markdown")
+    return ap
+
+
+def parse_formats(text: str) -> set[str]:
+    formats = {f.strip() for f in text.split(",") if f.strip()}
+    bad = formats - set(FORMATS)
+    if bad:
+        raise SystemExit(f"--format: unknown {sorted(bad)}; choose from {','.join(FORMATS)}")
+    return formats
+
+
+def load_runs(results: Path, rq_names: dict[str, set[str]], profile: str
+              ) -> tuple[list[RunRecord], pd.DataFrame, list[str]]:
+    """Validated records of the given rqs/run names, filtered to `profile`, their eval DataFrame, and
+    notes on what was left out (other profiles, folders that match no row)."""
+    records, notes = [], []
+    for rq, names in rq_names.items():
+        recs, ignored = scan(results, rq, names)
+        if ignored:
+            notes.append(f"ignored folders in {rq}/ (no table row of that name): {', '.join(ignored)}")
+        records += recs
+    check_seed_groups(records)
+    if profile != "any":
+        other = Counter(r.profile for r in records if r.profile != profile)
+        if other:
+            notes.append("left out runs of other profiles (" + ", ".join(f"{p}: {n}" for p, n in sorted(other.items()))
+                         + "); pass --profile to use them")
+        records = [r for r in records if r.profile == profile]
+    return records, eval_frame(records), notes

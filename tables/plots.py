@@ -1,0 +1,87 @@
+"""PNG figures beside the tables (Agg backend, no display): accuracy vs transformer parameters for
+the sharing schemes, and paper-vs-ours bars for the other ablations."""
+from __future__ import annotations
+
+import io
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib.figure import Figure  # noqa: E402  (after selecting the backend)
+
+import pandas as pd  # noqa: E402
+
+PAPER_COLOR, OURS_COLOR = "#4c72b0", "#dd8452"
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _num(x) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def _pick(long: pd.DataFrame, column: str, field: str) -> dict[str, float | None]:
+    sub = long[long["column"] == column]
+    return {r: _num(v) for r, v in zip(sub["row"], sub[field])}
+
+
+def sharing_figure(long: pd.DataFrame, ours: str, metric: str = "top1", params: str = "params") -> bytes:
+    """Top-1 vs transformer parameters (log x): paper points at the exact paper-scale counts, ours at
+    the counts in metrics.json (tiny-profile models are far smaller: the x axis spans both)."""
+    labels = dict(zip(long["row"], long["label"]))
+    p_acc, o_acc = _pick(long, metric, "paper"), _pick(long, metric, "ours_mean")
+    o_std = _pick(long, metric, "ours_std")
+    p_par, o_par = _pick(long, params, "paper"), _pick(long, params, "ours_mean")
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.subplots()
+    for row, label in labels.items():
+        if p_acc.get(row) is not None and p_par.get(row):
+            ax.scatter(p_par[row], p_acc[row], color=PAPER_COLOR, marker="o", zorder=3)
+            ax.annotate(label, (p_par[row], p_acc[row]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        if o_acc.get(row) is not None and o_par.get(row):
+            ax.errorbar(o_par[row], o_acc[row], yerr=o_std.get(row) or 0, fmt="s", color=OURS_COLOR, capsize=3,
+                        zorder=3)
+            ax.annotate(label, (o_par[row], o_acc[row]), textcoords="offset points", xytext=(4, -10), fontsize=8)
+    ax.scatter([], [], color=PAPER_COLOR, marker="o", label="paper (poster, Kinetics-Sounds)")
+    ax.scatter([], [], color=OURS_COLOR, marker="s", label=ours)
+    ax.set_xscale("log")
+    ax.set_xlabel("transformer parameters")
+    ax.set_ylabel(f"{metric.replace('top', 'top-')} accuracy (%)")
+    ax.set_title("Parameter sharing schemes: accuracy vs parameters")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.text(0.01, -0.02, "paper points at our exact paper-scale counts (the poster prints 7M for Multi-2, "
+             "the arithmetic gives 42.5M)", fontsize=7, ha="left", va="top")
+    return _png(fig)
+
+
+def bar_figure(long: pd.DataFrame, ours: str, title: str, metric: str = "top1") -> bytes:
+    """Grouped bars per row, paper vs ours; a missing side is left out and labelled."""
+    sub = long[long["column"] == metric]
+    labels = list(sub["label"])
+    paper = [_num(v) for v in sub["paper"]]
+    mine = [_num(v) for v in sub["ours_mean"]]
+    err = [_num(v) or 0.0 for v in sub["ours_std"]]
+    fig = Figure(figsize=(max(5.0, 0.9 * len(labels) + 2), 4.0))
+    ax = fig.subplots()
+    x = list(range(len(labels)))
+    w = 0.38
+    ax.bar([i - w / 2 for i in x], [p or 0 for p in paper], w, color=PAPER_COLOR, label="paper (poster)")
+    ax.bar([i + w / 2 for i in x], [m or 0 for m in mine], w, yerr=err if any(err) else None, color=OURS_COLOR,
+           capsize=3, label=ours)
+    for i, (p, m) in enumerate(zip(paper, mine)):
+        if p is None:
+            ax.text(i - w / 2, 1, "n/r", ha="center", va="bottom", fontsize=7, rotation=90)
+        if m is None:
+            ax.text(i + w / 2, 1, "missing", ha="center", va="bottom", fontsize=7, rotation=90)
+    ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(f"{metric.replace('top', 'top-')} (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _png(fig)

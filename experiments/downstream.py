@@ -14,7 +14,6 @@ the test set). Test scores average the probabilities over temporal views x spati
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from pathlib import Path
@@ -29,13 +28,13 @@ from model.heads import DownstreamModel, downstream_loss, head_scores, param_gro
 from model.metrics import mean_average_precision, topk_accuracy
 
 
-def read_classes(task_dir: Path) -> list[str]:
-    path = task_dir / "classes.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} missing: prepare the task with `python -m data.prepare` (or the synthetic generator)")
-    data = json.loads(path.read_text())
-    classes = data["classes"] if isinstance(data, dict) else data
-    return list(classes)
+def read_classes(task_dir: Path) -> dict:
+    from data.shards import read_classes as _read
+
+    if not (task_dir / "classes.json").is_file():
+        raise FileNotFoundError(f"{task_dir / 'classes.json'} missing: prepare the task with `python -m data.prepare` "
+                                "(or generate the synthetic benchmark with `python -m data.synthetic`)")
+    return _read(task_dir)
 
 
 def _loader(cfg: RunConfig, ev: EvalConfig, task_dir: Path, split: str, train: bool, views: bool,
@@ -45,8 +44,7 @@ def _loader(cfg: RunConfig, ev: EvalConfig, task_dir: Path, split: str, train: b
     return make_downstream_loader(
         cfg.data, task_dir, split, segments=ev.segments, train=train,
         temporal_views=ev.temporal_views if views else 1, spatial_crops=ev.spatial_crops if views else 1,
-        batch_size=ev.batch_size, modalities=tuple(ev.modalities), multilabel=ev.multilabel,
-        seed=cfg.seed, epoch=epoch, skip_batches=skip_batches,
+        batch_size=ev.batch_size, modalities=tuple(ev.modalities), seed=cfg.seed, epoch=epoch, skip_batches=skip_batches,
         pin_memory=device is not None and device.type == "cuda")
 
 
@@ -179,12 +177,10 @@ def evaluate_views(dm, loader, device, amp: bool, multilabel: bool, desc: str) -
 
 
 def finetune(cfg, ev, dm, task_dir, folder, cfg_hash, device, log) -> dict:
-    from data.pipeline import split_size
-
     stage = f"downstream:{ev.name}"
     amp = cfg.runtime.amp
-    n_train = split_size(task_dir, "train")
-    steps_per_epoch = max(1, n_train // ev.batch_size)
+    probe = _loader(cfg, ev, task_dir, "train", True, False, device=device)
+    n_train, steps_per_epoch = probe.num_samples, len(probe)
     opt = torch.optim.AdamW(param_groups(dm, ev.finetune_lr, ev.lr, ev.weight_decay))
     sched = build_scheduler(opt, _cosine(), ev.epochs * steps_per_epoch)
     pos = {"epoch": 0, "batch": 0, "best": -1.0, "best_epoch": -1, "wall_s": 0.0}
@@ -243,9 +239,15 @@ def run_eval(cfg: RunConfig, ev: EvalConfig, init_state: dict | None, data_root:
     """One downstream evaluation; returns its metrics entry for metrics.json."""
     from model.build import build_model
 
+    from data.pipeline import task_folder
+
     t0 = time.time()
-    task_dir = data_root / ev.task
-    classes = read_classes(task_dir)
+    task_dir = task_folder(data_root, ev.task, ev.split)
+    info = read_classes(task_dir)
+    classes = info["classes"]
+    if bool(info.get("multilabel")) != ev.multilabel:
+        raise ValueError(f"downstream '{ev.name}': multilabel={ev.multilabel} but {task_dir} is "
+                         f"{'multi' if info.get('multilabel') else 'single'}-label; fix the eval config")
     backbone = build_model(cfg.model)
     if init_state is not None:
         backbone.load_state_dict(init_state)

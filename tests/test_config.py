@@ -1,0 +1,126 @@
+"""Config loading: `_base_` inheritance, dotted overrides, profile merge order, and errors that name the
+file, the key and the expectation (the launcher relies on them to refuse a sweep before submitting)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from experiments.config import PROFILES_DIR, REPO_ROOT, ConfigError, load_config
+from experiments.config.loader import read_yaml
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_base_inheritance_child_wins(tmp_path):
+    write(tmp_path, "base.yaml", "rq: rqx\nmodel: {fusion: early, sharing: none}\npretrain: {epochs: 3, batch_size: 5}\n")
+    child = write(tmp_path, "child.yaml", "_base_: base.yaml\nmodel: {sharing: all}\npretrain: {epochs: 9}\n")
+    cfg = load_config(child, profile="tiny")
+    assert cfg.rq == "rqx" and cfg.name == "child"
+    assert cfg.model.fusion == "early"  # inherited
+    assert cfg.model.sharing == "all"  # child overrides a nested key, siblings stay
+    assert (cfg.pretrain.epochs, cfg.pretrain.batch_size) == (9, 5)
+
+
+def test_base_chain_and_cycle(tmp_path):
+    write(tmp_path, "a.yaml", "rq: rqx\nseed: 1\n")
+    write(tmp_path, "b.yaml", "_base_: a.yaml\nseed: 2\n")
+    c = write(tmp_path, "c.yaml", "_base_: [b.yaml]\n")
+    assert load_config(c, profile="tiny").seed == 2
+    write(tmp_path, "x.yaml", "_base_: y.yaml\n")
+    y = write(tmp_path, "y.yaml", "_base_: x.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(y, profile="tiny")
+
+
+def test_dotted_overrides(tmp_path):
+    run = write(tmp_path, "r.yaml", "rq: rqx\n")
+    cfg = load_config(run, ["pretrain.optim.lr=1e-4", "model.sharing=none", "pretrain.enabled=false",
+                            "pretrain.optim.betas=[0.8, 0.9]", "seed=7"], profile="tiny")
+    assert cfg.pretrain.optim.lr == pytest.approx(1e-4) and isinstance(cfg.pretrain.optim.lr, float)
+    assert cfg.model.sharing == "none" and cfg.pretrain.enabled is False
+    assert tuple(cfg.pretrain.optim.betas) == (0.8, 0.9) and cfg.seed == 7
+
+
+def test_unknown_key_names_file_key_and_valid_keys(tmp_path):
+    run = write(tmp_path, "typo.yaml", "rq: rqx\npretrain: {epoch: 3}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(run, profile="tiny")
+    msg = str(e.value)
+    assert str(run) in msg and "'pretrain.epoch'" in msg
+    assert "valid keys" in msg and "epochs" in msg and "steps_per_epoch" in msg
+
+
+def test_unknown_override_key(tmp_path):
+    run = write(tmp_path, "r.yaml", "rq: rqx\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(run, ["pretrain.optim.lrr=1"], profile="tiny")
+    assert "pretrain.optim.lrr" in str(e.value) and "overrides" in str(e.value) and "lr" in str(e.value)
+
+
+@pytest.mark.parametrize("text, key, expected", [
+    ("pretrain: {epochs: three}", "pretrain.epochs", "expected int"),
+    ("model: {fusion: sideways}", "model.fusion", "expected one of 'early'"),
+    ("pretrain: {optim: {lr: fast}}", "pretrain.optim.lr", "expected float"),
+    ("downstream: {name: av}", "downstream", "expected list"),
+    ("pretrain: {enabled: 1}", "pretrain.enabled", "expected bool"),
+])
+def test_wrong_type_names_expected_type(tmp_path, text, key, expected):
+    run = write(tmp_path, "bad.yaml", f"rq: rqx\n{text}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(run, profile="tiny")
+    msg = str(e.value)
+    assert str(run) in msg and f"'{key}'" in msg and expected in msg
+
+
+def test_duplicate_yaml_keys_rejected(tmp_path):
+    run = write(tmp_path, "dup.yaml", "rq: rqx\nseed: 1\nmodel: {fusion: mid}\nseed: 2\n")
+    with pytest.raises(ConfigError, match="duplicate key 'seed'"):
+        load_config(run, profile="tiny")
+    nested = write(tmp_path, "dup2.yaml", "rq: rqx\npretrain:\n  epochs: 1\n  epochs: 2\n")
+    with pytest.raises(ConfigError, match="duplicate key 'epochs'"):
+        load_config(nested, profile="tiny")
+
+
+def test_profile_merge_order(tmp_path):
+    """profile yaml <- <config dir>/_<profile>.yaml <- run yaml (<- its by_profile) <- overrides."""
+    profile = read_yaml(PROFILES_DIR / "tiny.yaml")
+    write(tmp_path, "_tiny.yaml", "seed: 5\npretrain: {epochs: 7}\n")
+    run = write(tmp_path, "r.yaml", "rq: rqx\nseed: 9\nby_profile: {tiny: {pretrain: {steps_per_epoch: 3}}}\n")
+    cfg = load_config(run, profile="tiny")
+    assert cfg.profile == "tiny"
+    assert cfg.pretrain.batch_size == profile["pretrain"]["batch_size"]  # from the profile
+    assert cfg.pretrain.epochs == 7  # the RQ's _tiny.yaml beats the profile
+    assert cfg.seed == 9  # the run yaml beats _tiny.yaml
+    assert cfg.pretrain.steps_per_epoch == 3  # by_profile of the run yaml
+    assert load_config(run, ["seed=11", "pretrain.epochs=2"], profile="tiny").seed == 11  # overrides last
+    assert load_config(run, ["pretrain.epochs=2"], profile="tiny").pretrain.epochs == 2
+    paper = load_config(run, profile="paper")  # _tiny.yaml and by_profile.tiny do not apply
+    assert paper.profile == "paper" and paper.pretrain.epochs == read_yaml(PROFILES_DIR / "paper.yaml")["pretrain"]["epochs"]
+
+
+def test_unknown_profile(tmp_path):
+    run = write(tmp_path, "r.yaml", "rq: rqx\n")
+    with pytest.raises(ConfigError, match="unknown profile"):
+        load_config(run, profile="huge")
+
+
+RUN_YAMLS = sorted(p for p in (REPO_ROOT / "experiments").glob("*/configs/*.yaml") if not p.name.startswith("_"))
+
+
+@pytest.mark.skipif(not RUN_YAMLS, reason="no run configs under experiments/*/configs/ yet")
+@pytest.mark.parametrize("profile", ["tiny", "paper"])
+def test_every_run_config_loads_and_validates(profile):
+    seen = {}
+    for path in RUN_YAMLS:
+        cfg = load_config(path, profile=profile)
+        assert cfg.profile == profile and cfg.name == path.stem
+        assert cfg.rq == path.parent.parent.name, f"{path}: rq '{cfg.rq}' differs from its folder"
+        key = (cfg.rq, cfg.name)
+        assert key not in seen, f"{path} and {seen[key]} write the same results folder"
+        seen[key] = path

@@ -2,10 +2,13 @@
 
 A segment is `frames_per_segment / fps` seconds of video plus the same span of audio. Paper scale:
 32 frames at 16 fps = 2 s, 15 segments = a 30 s clip (480 frames).
+
+Fields marked "ours" are choices where the paper and the released code are silent.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass
@@ -17,10 +20,19 @@ class VideoConfig:
     test_size: int = 128  # test short side and crop (released TEST_CROP_SIZE)
     mean: tuple[float, float, float] = (0.45, 0.45, 0.45)
     std: tuple[float, float, float] = (0.225, 0.225, 0.225)
+    # resize filter for the train jitter and the test resize (released: nearest)
+    interpolation: Literal["nearest", "bilinear"] = "nearest"
+    # short side of the frames stored in shards; 0 = max(train_jitter_scales[1], test_size) (ours), so
+    # the largest jitter scale never upsamples
+    store_short_side: int = 0
 
     @property
     def segment_seconds(self) -> float:
         return self.frames_per_segment / self.fps
+
+    @property
+    def stored_short_side(self) -> int:
+        return self.store_short_side or max(int(self.train_jitter_scales[1]), int(self.test_size))
 
 
 @dataclass
@@ -30,6 +42,11 @@ class AudioConfig:
     mel_frames: int = 128
     freq_mask_rate: float = 0.05  # released FREQUENCY_MASK_RATE
     time_mask_rate: float = 0.05  # released TIME_MASK_RATE
+    log_offset: float = 1e-6  # released: log(mel + 1e-6)
+
+    def segment_samples(self, seconds: float) -> int:
+        """Audio samples of one segment (paper: 2 s x 44.1 kHz = 88,200)."""
+        return int(round(seconds * self.sample_rate))
 
 
 @dataclass
@@ -41,3 +58,17 @@ class DataConfig:
     num_workers: int = 8
     shuffle_buffer: int = 1000
     synthetic: bool = False  # generate the synthetic benchmark into `root` when it is missing
+    # synthetic benchmark size preset; auto = tiny when stored frames are <= 64 px, else paper (ours)
+    synthetic_scale: Literal["auto", "tiny", "paper"] = "auto"
+    prefetch_factor: int = 2  # DataLoader batches prefetched per worker
+    # a clip shorter than needed by at most this much is used (last frame repeated, audio zero-padded);
+    # shorter clips are skipped as too_short (ours; released code clamps frame indices)
+    short_tolerance_s: float = 0.25
+    # decoding seeks instead of reading through when the next needed frame is this far ahead (ours)
+    seek_threshold_s: float = 2.0
+    shuffle_initial: int = 0  # samples buffered before the first one is yielded; 0 = shuffle_buffer // 2
+
+    def resolved_synthetic_scale(self) -> str:
+        if self.synthetic_scale != "auto":
+            return self.synthetic_scale
+        return "tiny" if self.video.stored_short_side <= 64 else "paper"

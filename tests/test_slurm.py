@@ -19,34 +19,12 @@ import pytest
 from experiments import launcher
 from experiments.config import REPO_ROOT
 from tests.launcher_targets import starts
+from tests.slurm_cluster import slurm_marks
 
-pytestmark = pytest.mark.slurm
 RUN = "rq: rqx\nmodel: {fusion: mid, sharing: part}\n"
 
 
-def _cluster_problem() -> str | None:
-    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
-        return "SLURM client tools not installed (start the local cluster: bash slurm/local_slurm.sh up)"
-    try:
-        out = subprocess.run(["sinfo", "-h", "-o", "%a %t"], capture_output=True, text=True, timeout=20)
-        acct = subprocess.run(["sacct", "-n", "-X", "-S", "now"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.SubprocessError) as e:
-        return f"SLURM cluster not reachable ({e}); bash slurm/local_slurm.sh up"
-    if out.returncode != 0:
-        return f"SLURM cluster is down (sinfo: {out.stderr.strip()[:200]}); bash slurm/local_slurm.sh up"
-    usable = [ln for ln in out.stdout.splitlines() if ln.startswith("up ") and ln.split()[1].rstrip("*~#")
-              in ("idle", "mix", "alloc", "comp")]
-    if not usable:
-        return f"no usable SLURM partition/node (sinfo: {out.stdout.strip()[:200]})"
-    if acct.returncode != 0:
-        return ("SLURM accounting (sacct) unavailable: submitit cannot see job states and result() may hang "
-                f"({acct.stderr.strip()[:200]})")
-    return None
-
-
-_PROBLEM = _cluster_problem()
-if _PROBLEM:
-    pytestmark = [pytest.mark.slurm, pytest.mark.skip(reason=_PROBLEM)]
+pytestmark = [pytest.mark.slurm, *slurm_marks()]
 
 
 def sacct_states(job_ids: list[str]) -> dict[str, str]:

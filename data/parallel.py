@@ -1,0 +1,33 @@
+"""Ordered parallel map for the preparers and the synthetic generator.
+
+Why fork (where available): spawn/forkserver re-import the caller's __main__, which breaks scripts and
+notebooks without an `if __name__ == "__main__"` guard; the workers only run numpy/PyAV/torchaudio on
+their own inputs, so forking a parent that has not started worker threads is safe. Results come back
+in input order, so output files do not depend on the number of workers.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import sys
+from typing import Callable, Iterable, Iterator, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def mp_context():
+    return mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+
+
+def ordered_map(fn: Callable[[T], R], jobs: Iterable[T], workers: int, chunksize: int = 1) -> Iterator[R]:
+    """fn over jobs, in order; in-process when workers <= 1."""
+    if workers <= 1:
+        yield from map(fn, jobs)
+        return
+    pool = mp_context().Pool(workers)
+    try:
+        yield from pool.imap(fn, jobs, chunksize=chunksize)
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()

@@ -1,0 +1,274 @@
+"""WebDataset loaders for pretraining and downstream tasks, in open_clip's pipeline order.
+
+shards (sizes.json) -> seeded shard shuffle (seed, epoch) -> split by node (rank, world_size arguments)
+-> split by worker -> tar -> samples (read errors logged, counted, skipped) -> sample shuffle (buffer
+holds compressed bytes) -> decode + transform (in DataLoader workers) -> batch.
+
+Fixed epoch length: training loaders yield exactly `batches_per_epoch` batches on every rank. Each
+worker's stream repeats its shards (reshuffled per cycle), and worker w of W produces the batches
+i = w, w+W, ... of the epoch, matching torch's in-order round-robin over workers, so the loader's
+output order is a pure function of (seed, epoch, rank, world_size, num_workers).
+Resume: `skip_batches=k` rotates the workers (physical worker p plays logical worker (p+k) % W) and
+each logical worker passes over its first batches with header checks only (no decoding), so the
+remaining batches equal those of an uninterrupted run. Limits: same world_size, num_workers,
+batch_size and shard folder; a sample that passes the header checks but fails to decode inside the
+skipped range shifts the resumed stream by one sample.
+Evaluation loaders make one pass: every sample exactly once over all ranks and workers, partial last
+batches, no shuffling.
+Broken samples never stop training: they are counted by reason (data.skipped) and reported per epoch.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+import webdataset as wds
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from data.config import DataConfig
+from data.errors import ClipError
+from data.samples import SampleSpec, collate, process_sample
+from data.shards import MANIFEST, read_classes, read_manifest
+from data.skipped import KEY, count_in_worker, drain_worker, record, report_skipped, skipped_summary
+from data.slots import plan_slot, slot_stream, warn_fallback
+
+__all__ = ["make_pretrain_loader", "make_downstream_loader", "Loader", "report_skipped", "skipped_summary",
+           "resolve_folder", "task_folder"]
+
+log = logging.getLogger("data")
+MODALITIES = ("visual", "audio")
+
+
+def _read_error_handler(exn: Exception) -> bool:
+    """webdataset handler: log + count an unreadable tar member/shard and continue."""
+    count_in_worker("read_error", detail=f"{type(exn).__name__}: {exn}")
+    return True
+
+
+class ClipBatches(IterableDataset):
+    """Batches of processed clips for one rank; see the module docstring for the stream rules."""
+
+    def __init__(self, folder: Path, counts: dict[str, int], cfg: DataConfig, spec: SampleSpec, batch_size: int,
+                 seed: int, epoch: int, rank: int, world_size: int, batches_per_epoch: int | None,
+                 skip_batches: int, shuffle_buffer: int, shuffle_initial: int):
+        super().__init__()
+        self.folder, self.counts, self.cfg, self.spec = folder, counts, cfg, spec
+        self.batch_size, self.seed, self.epoch = batch_size, seed, epoch
+        self.rank, self.world_size = rank, world_size
+        self.batches_per_epoch, self.skip_batches = batches_per_epoch, skip_batches
+        self.shuffle_buffer, self.shuffle_initial = shuffle_buffer, shuffle_initial
+
+    def _sample_seed(self, slot: int, index: int) -> np.random.SeedSequence:
+        return np.random.SeedSequence([int(self.seed), int(self.epoch), slot, index, 0xDA7A])
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        n_workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
+        if info is not None:
+            torch.set_num_threads(1)
+        fixed = self.batches_per_epoch is not None
+        if fixed:
+            logical = (worker + self.skip_batches) % n_workers
+            first = max(0, -(-(self.skip_batches - logical) // n_workers))  # this worker's batches already seen
+            last = max(0, -(-(self.batches_per_epoch - logical) // n_workers))  # its batches in the epoch
+            if first >= last:
+                return
+        else:
+            logical, first, last = worker, 0, None
+        slot, n_slots = self.rank * n_workers + logical, self.world_size * n_workers
+        plan = plan_slot(self.counts, self.seed, self.epoch, slot, n_slots)
+        if plan.modulo > 1 and slot == 0:
+            warn_fallback(self.folder, len(self.counts), n_slots)
+        stream: Iterator[dict[str, Any]] = slot_stream(self.folder, plan, self.seed, self.epoch, slot,
+                                                       repeat=fixed, handler=_read_error_handler)
+        if self.shuffle_buffer > 1:
+            seed = np.random.SeedSequence([int(self.seed), int(self.epoch), slot, 0x5F]).generate_state(1)[0]
+            initial = self.shuffle_initial or max(1, self.shuffle_buffer // 2)
+            stream = wds.shuffle(self.shuffle_buffer, initial, rng=random.Random(int(seed)))(stream)
+        stream = iter(stream)
+        index = 0
+        need = first * self.batch_size
+        while need > 0:  # resume: pass over already-consumed samples with header checks only
+            sample = next(stream, None)
+            if sample is None:
+                return
+            index += 1
+            try:
+                process_sample(sample, self.cfg, self.spec, check=True)
+                need -= 1
+            except ClipError:
+                pass
+            except Exception:  # noqa: BLE001 - counted as corrupt in the real pass too
+                pass
+        drain_worker()  # failures in the skipped range were counted by the interrupted run
+        produced, buf, fails = first, [], 0
+        limit = 2 * plan.samples + 10
+        for sample in stream:
+            seed_seq = self._sample_seed(slot, index)
+            index += 1
+            key = str(sample.get("__key__", "?"))
+            try:
+                buf.append(process_sample(sample, self.cfg, self.spec, seed_seq))
+                fails = 0
+            except ClipError as e:
+                count_in_worker(e.reason, key, str(e))
+                fails += 1
+            except Exception as e:  # noqa: BLE001 - a sample must never kill the epoch
+                count_in_worker("corrupt", key, f"{type(e).__name__}: {e}")
+                log.debug("unexpected error on %s", key, exc_info=True)
+                fails += 1
+                if fixed and fails > limit:
+                    raise
+            if fixed and fails > limit:
+                raise RuntimeError(f"{self.folder}: {fails} consecutive unusable samples in slot {slot}; "
+                                   f"see the skipped-sample counts {drain_worker()}")
+            if len(buf) == self.batch_size:
+                batch = collate(buf)
+                batch[KEY] = drain_worker()
+                buf = []
+                produced += 1
+                yield batch
+                if fixed and produced >= last:
+                    return
+        if buf:
+            batch = collate(buf)
+            batch[KEY] = drain_worker()
+            yield batch
+        elif not fixed:
+            counts = drain_worker()
+            if counts:
+                yield {KEY: counts}  # counts only; the Loader swallows this item
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+class Loader:
+    """Iterable of batch dicts (re-iterable; a fresh DataLoader per iteration).
+
+    Attributes: num_batches (fixed-length loaders, after skip_batches; None for evaluation),
+    num_samples (samples in the split, one pass, before skipping broken ones), modalities,
+    classes / multilabel (downstream).
+    """
+
+    def __init__(self, dataset: ClipBatches, num_workers: int, pin_memory: bool, prefetch_factor: int,
+                 num_batches: int | None, num_samples: int, modalities: tuple[str, ...],
+                 classes: list[str] | None = None, multilabel: bool | None = None):
+        self.dataset = dataset
+        self.num_workers, self.pin_memory, self.prefetch_factor = num_workers, pin_memory, prefetch_factor
+        self.num_batches, self.num_samples = num_batches, num_samples
+        self.modalities, self.classes, self.multilabel = modalities, classes, multilabel
+
+    def __len__(self) -> int:
+        if self.num_batches is not None:
+            return self.num_batches
+        return math.ceil(self.num_samples / max(1, self.dataset.batch_size * self.dataset.world_size))
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        kw: dict[str, Any] = {}
+        if self.num_workers > 0:
+            kw = {"prefetch_factor": self.prefetch_factor, "worker_init_fn": _worker_init}
+        dl = DataLoader(self.dataset, batch_size=None, num_workers=self.num_workers, pin_memory=self.pin_memory,
+                        persistent_workers=False, **kw)
+        for batch in dl:
+            record(batch.pop(KEY, None))
+            if "key" in batch:
+                yield batch
+
+
+def resolve_folder(folder: str | Path, split: str | None = None) -> Path:
+    """A shard folder: `folder`, or `folder/<split>`, or for pretraining `folder/train`."""
+    folder = Path(folder)
+    cands = [folder / split] if split else [folder, folder / "train"]
+    for c in cands:
+        if (c / MANIFEST).is_file():
+            return c
+    raise FileNotFoundError(f"no {MANIFEST} in {' or '.join(str(c) for c in cands)}: prepare the data with "
+                            "`python -m data.prepare` or generate it with `python -m data.synthetic`")
+
+
+def task_folder(root: str | Path, task: str, split: int | None = None) -> Path:
+    """Folder of a downstream task; datasets with official splits/folds keep one per split
+    (`<task>/split<k>/`, e.g. ucf101/split1), single-split ones are `<task>/` itself."""
+    base = Path(root) / task
+    if split is not None and (base / f"split{split}").is_dir():
+        return base / f"split{split}"
+    return base
+
+
+def _dataset_modalities(man: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(m for m in man.get("meta", {}).get("modalities", MODALITIES) if m in MODALITIES)
+
+
+def _make(folder: Path, man: dict[str, Any], cfg: DataConfig, spec: SampleSpec, batch_size: int, seed: int,
+          epoch: int, rank: int, world_size: int, batches_per_epoch: int | None, skip_batches: int,
+          num_workers: int | None, pin_memory: bool, shuffle_buffer: int | None, classes=None) -> Loader:
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} outside world_size {world_size}")
+    if batches_per_epoch is not None and not 0 <= skip_batches <= batches_per_epoch:
+        raise ValueError(f"skip_batches {skip_batches} outside [0, {batches_per_epoch}]")
+    if man["total"] == 0:
+        raise ValueError(f"{folder} holds no samples")
+    nw = cfg.num_workers if num_workers is None else int(num_workers)
+    buf = cfg.shuffle_buffer if shuffle_buffer is None else int(shuffle_buffer)
+    if spec.mode == "eval":
+        buf = 0
+    ds = ClipBatches(folder, dict(man["shards"]), cfg, spec, batch_size, seed, epoch, rank, world_size,
+                     batches_per_epoch, skip_batches if batches_per_epoch is not None else 0, buf, cfg.shuffle_initial)
+    nb = None if batches_per_epoch is None else batches_per_epoch - skip_batches
+    return Loader(ds, nw, pin_memory, cfg.prefetch_factor, nb, int(man["total"]), spec.modalities,
+                  classes=None if classes is None else classes["classes"],
+                  multilabel=None if classes is None else bool(classes["multilabel"]))
+
+
+def make_pretrain_loader(data_cfg: DataConfig, folder: str | Path, batch_size: int, batches_per_epoch: int,
+                         rank: int = 0, world_size: int = 1, seed: int = 0, epoch: int = 0, skip_batches: int = 0,
+                         num_workers: int | None = None, pin_memory: bool = False,
+                         shuffle_buffer: int | None = None) -> Loader:
+    """Unlabelled clips as S = data_cfg.segments contiguous segments, both modalities:
+    {"video": [B,S,3,T,crop,crop], "audio": [B,S,1,F,Tm], "key": list[str]}; exactly
+    `batches_per_epoch - skip_batches` batches on every rank."""
+    folder = resolve_folder(folder)
+    man = read_manifest(folder)
+    spec = SampleSpec(mode="pretrain", segments=data_cfg.segments, modalities=MODALITIES)
+    return _make(folder, man, data_cfg, spec, batch_size, seed, epoch, rank, world_size, int(batches_per_epoch),
+                 int(skip_batches), num_workers, pin_memory, shuffle_buffer)
+
+
+def make_downstream_loader(data_cfg: DataConfig, task_folder: str | Path, split: str, *, segments: int,
+                           train: bool, batch_size: int, temporal_views: int = 1, spatial_crops: int = 1,
+                           modalities: Sequence[str] | None = None, rank: int = 0, world_size: int = 1,
+                           seed: int = 0, epoch: int = 0, batches_per_epoch: int | None = None,
+                           skip_batches: int = 0, num_workers: int | None = None, pin_memory: bool = False,
+                           shuffle_buffer: int | None = None) -> Loader:
+    """Labelled clips of `<task_folder>/<split>` (split: train / val / test).
+
+    train=True: S evenly spaced jittered segments, augmented, shuffled; a fixed number of batches
+      (default ceil(samples / (batch_size * world_size)), one pass on average) with
+      {"video": [B,S,3,T,crop,crop], "audio": [B,S,1,F,Tm], "label": int64 [B] | "labels": float32 [B,C]}.
+    train=False: one deterministic pass, V = temporal_views * spatial_crops views per clip (view
+      v = temporal_view * spatial_crops + crop): {"video": [B,V,S,3,T,ts,ts], "audio": [B,V,S,1,F,Tm], ...}.
+    `modalities` (default: those the dataset has) picks what is decoded; absent ones are not in the batch.
+    """
+    tf = Path(task_folder)
+    folder = resolve_folder(tf, split)
+    man = read_manifest(folder)
+    classes = read_classes(tf)
+    have = _dataset_modalities(man)
+    want = tuple(m for m in (modalities or have) if m in have)
+    if not want:
+        raise ValueError(f"{folder} has modalities {have}; requested {list(modalities or [])}")
+    spec = SampleSpec(mode="train" if train else "eval", segments=int(segments),
+                      temporal_views=int(temporal_views), spatial_crops=int(spatial_crops), modalities=want,
+                      multilabel=bool(classes["multilabel"]), num_classes=len(classes["classes"]))
+    bpe = None
+    if train:
+        bpe = batches_per_epoch or max(1, math.ceil(man["total"] / (batch_size * world_size)))
+    return _make(folder, man, data_cfg, spec, batch_size, seed, epoch, rank, world_size, bpe,
+                 int(skip_batches), num_workers, pin_memory, shuffle_buffer, classes=classes)

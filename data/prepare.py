@@ -1,0 +1,252 @@
+"""CLI: local videos + official manifest -> shards in the contract layout. Never downloads anything.
+
+  python -m data.prepare <dataset> --videos DIR --manifest FILE [FILE ...] --out DIR
+                         [--workers N] [--split S] [--classes FILE] [...]
+
+datasets and what --manifest / --split / --classes mean:
+  kinetics700      Kinetics CSV(s) (youtube_id,time_start,time_end,label,split); pretraining clips of
+                   --clip-seconds (default 30) centred on the annotated 10 s when the full video
+                   `<id>.*` is found, the file itself when the trimmed `<id>_<start:06d>_<end:06d>.*` is
+  audioset         segment CSV(s) (balanced_train / unbalanced_train -> train, eval -> test);
+                   --classes class_labels_indices.csv; same 30 s windows as Kinetics
+  ucf101           --manifest the splits folder (classInd.txt, trainlist0k.txt, testlist0k.txt); --split k
+  hmdb51           --manifest the splits folder (<class>_test_split<k>.txt); --split k
+  esc50            --manifest meta/esc50.csv; --split fold k (test fold); audio-only clips
+  kinetics_sounds  --manifest Kinetics CSV(s); --classes the class list (one name per line)
+  charades         --manifest Charades_v1_train.csv Charades_v1_test.csv; --classes Charades_v1_classes.txt
+Output: <out>/<task>/{train,val,test}/ shards + sizes.json and <out>/<task>/classes.json, with
+<task> = kinetics700, audioset, kinetics_sounds, charades, or ucf101/split<k>, hmdb51/split<k>,
+esc50/split<k>. A val split is carved (seeded, per class) out of train when the dataset has none.
+Resumable: finished shards are kept and the input position is recorded in sizes.json; re-running
+the same command continues; complete splits are skipped (--overwrite redoes them).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from data import manifests
+from data.config import DataConfig
+from data.encode import EncodeOptions
+from data.parallel import ordered_map
+from data.errors import ClipError
+from data.shards import MANIFEST, SPLITS, ShardWriter, make_sample, read_manifest, write_classes
+from data.transcode import Target, transcode
+
+VIDEO_EXTS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".3gp")
+AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac")
+PRETRAIN_SETS = ("kinetics700", "audioset")
+DATASETS = ("kinetics700", "audioset", "ucf101", "hmdb51", "esc50", "kinetics_sounds", "charades")
+
+
+def load_manifest(dataset: str, paths: list[str], split: str | None, classes: str | None) -> manifests.Manifest:
+    k = int(split) if split and split.isdigit() else 1
+    if dataset == "kinetics700":
+        man = manifests.read_kinetics(paths)
+        man.needs_audio = True
+        return man
+    if dataset == "audioset":
+        return manifests.read_audioset(paths, classes)
+    if dataset == "ucf101":
+        return manifests.read_ucf101(paths[0], k)
+    if dataset == "hmdb51":
+        return manifests.read_hmdb51(paths[0], k)
+    if dataset == "esc50":
+        return manifests.read_esc50(paths[0], k)
+    if dataset == "kinetics_sounds":
+        if not classes:
+            raise SystemExit("kinetics_sounds needs --classes <class list file>")
+        man = manifests.read_kinetics_sounds(paths, classes)
+        man.needs_audio = True
+        return man
+    if dataset == "charades":
+        return manifests.read_charades(paths, classes)
+    raise SystemExit(f"unknown dataset {dataset!r}; one of {', '.join(DATASETS)}")
+
+
+def task_dir(out: Path, dataset: str, split: str | None) -> Path:
+    if dataset in ("ucf101", "hmdb51", "esc50"):
+        return out / dataset / f"split{int(split) if split and split.isdigit() else 1}"
+    return out / dataset
+
+
+class FileIndex:
+    """Every media file under the videos folder, by relative path and by stem (one walk)."""
+
+    def __init__(self, root: Path, exts: tuple[str, ...]):
+        self.by_rel: dict[str, str] = {}
+        self.by_stem: dict[str, str] = {}
+        for dirpath, _, files in os.walk(root):
+            for f in sorted(files):
+                p = Path(dirpath) / f
+                if p.suffix.lower() not in exts:
+                    continue
+                rel = p.relative_to(root).as_posix()
+                self.by_rel[rel] = str(p)
+                self.by_rel[rel.rsplit(".", 1)[0]] = str(p)
+                self.by_stem.setdefault(p.stem, str(p))
+
+    def find(self, candidates: list[str]) -> tuple[str | None, str | None]:
+        """(path, the candidate that matched)."""
+        for c in candidates:
+            hit = self.by_rel.get(c) or self.by_stem.get(c) or self.by_stem.get(Path(c).stem if "." in c else c)
+            if hit:
+                return hit, c
+        return None, None
+
+
+@dataclass
+class Job:
+    index: int
+    item: manifests.Item
+    path: str | None
+    matched: str | None
+    target: Target
+    clip_seconds: float | None
+    source: str
+
+
+def window(item: manifests.Item, matched: str | None, clip_seconds: float | None) -> tuple[float | None, float | None]:
+    """Time window to cut from the found file: the whole file when it is already trimmed (or the item
+    has no times), else the annotated span, widened to `clip_seconds` around its centre if asked."""
+    if item.start is None or matched in item.trimmed:
+        return None, None
+    s, e = item.start, item.end
+    if clip_seconds and e is not None and e - s < clip_seconds:
+        mid = 0.5 * (s + e)
+        s = max(0.0, mid - 0.5 * clip_seconds)
+        e = s + clip_seconds
+    return s, e
+
+
+def run_job(job: Job) -> tuple[int, str, bytes | None, dict[str, Any] | str]:
+    """Worker: (index, id, mp4 or None, json fields or the skip reason)."""
+    it = job.item
+    if job.path is None:
+        return job.index, it.id, None, "missing"
+    s, e = window(it, job.matched, job.clip_seconds)
+    try:
+        data, fields = transcode(job.path, s, e, job.target)
+    except ClipError as err:
+        return job.index, it.id, None, err.reason
+    except Exception as err:  # noqa: BLE001 - one bad input never stops a preparation run
+        return job.index, it.id, None, f"corrupt ({type(err).__name__})"
+    meta = {"id": it.id, "source": job.source, "file": os.path.basename(job.path), **fields, **it.extra}
+    if s is not None:
+        meta.update(start=s, end=s + fields["duration"])
+    if it.labels is not None:
+        meta["labels"] = it.labels
+    elif it.label is not None:
+        meta["label"] = it.label
+    return job.index, it.id, data, meta
+
+
+def prepare_split(items: list[manifests.Item], folder: Path, files: FileIndex, target: Target,
+                  clip_seconds: float | None, source: str, meta: dict[str, Any], workers: int,
+                  maxsize: float, maxcount: int, split: str) -> dict[str, Any]:
+    """Transcode one split into shards, resuming from sizes.json; returns a summary."""
+    writer = ShardWriter(folder, prefix=split, maxsize=maxsize, maxcount=maxcount, meta=meta, resume=True)
+    start = int(writer.extra.get("next_input", 0))
+    skipped: list[list[str]] = list(writer.extra.get("skipped", []))
+    jobs = []
+    for i, it in enumerate(items[start:], start):
+        path, matched = files.find(it.candidates)
+        jobs.append(Job(i, it, path, matched, target, clip_seconds, source))
+    results = ordered_map(run_job, jobs, workers if len(jobs) > 1 else 1)
+    try:
+        for idx, cid, data, info in tqdm(results, total=len(jobs), initial=0, desc=f"{folder}", unit="clip",
+                                         dynamic_ncols=True, file=sys.stderr):
+            writer.extra["next_input"] = idx
+            writer.extra["skipped"] = skipped
+            if data is None:
+                skipped.append([cid, str(info)])
+                continue
+            writer.write(make_sample(cid, data, info))
+        writer.extra["next_input"] = len(items)
+        writer.extra["skipped"] = skipped
+        writer.close()
+    finally:
+        results.close()
+    reasons = Counter(r.split(" ")[0] for _, r in skipped)
+    return {"written": writer.total, "skipped": dict(reasons), "inputs": len(items)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    d = DataConfig()
+    p = argparse.ArgumentParser(prog="python -m data.prepare", description=__doc__.split("\n\n")[0],
+                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dataset", choices=DATASETS)
+    p.add_argument("--videos", required=True, help="folder with the downloaded videos/audio (searched recursively)")
+    p.add_argument("--manifest", required=True, nargs="+", help="annotation file(s) or split folder")
+    p.add_argument("--out", required=True, help="data root to write into (e.g. data/cache/prepared)")
+    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    p.add_argument("--split", default=None, help="official split / fold number (ucf101, hmdb51, esc50) or "
+                                                  "one of train/val/test to prepare only that split")
+    p.add_argument("--classes", default=None, help="class list / label file (kinetics_sounds, audioset, charades)")
+    p.add_argument("--fps", type=float, default=d.video.fps)
+    p.add_argument("--short-side", type=int, default=d.video.stored_short_side)
+    p.add_argument("--audio-rate", type=int, default=d.audio.sample_rate)
+    p.add_argument("--clip-seconds", type=float, default=None,
+                   help=f"pretraining window (default {d.segments * d.video.segment_seconds:g} s for kinetics700/audioset)")
+    p.add_argument("--min-seconds", type=float, default=d.video.segment_seconds,
+                   help="skip results shorter than this (default: one segment)")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="share of train carved into val when there is none")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--crf", type=int, default=23)
+    p.add_argument("--maxsize", type=float, default=1e9, help="bytes per shard (~1 GB)")
+    p.add_argument("--maxcount", type=int, default=100_000)
+    p.add_argument("--limit", type=int, default=0, help="only the first N items per split (smoke tests)")
+    p.add_argument("--overwrite", action="store_true", help="redo splits that are already complete")
+    a = p.parse_args(argv)
+
+    man = load_manifest(a.dataset, a.manifest, a.split, a.classes)
+    man.items = manifests.carve_val(man.items, a.val_fraction, a.seed)
+    out = task_dir(Path(a.out), a.dataset, a.split)
+    clip_seconds = a.clip_seconds
+    if clip_seconds is None and a.dataset in PRETRAIN_SETS:
+        clip_seconds = d.segments * d.video.segment_seconds
+    target = Target(fps=a.fps, short_side=a.short_side, audio_rate=a.audio_rate, need_video=man.needs_video,
+                    need_audio=man.needs_audio, min_seconds=a.min_seconds, options=EncodeOptions(crf=a.crf))
+    files = FileIndex(Path(a.videos), AUDIO_EXTS if man.audio_only else VIDEO_EXTS + AUDIO_EXTS)
+    only = a.split if a.split in SPLITS else None
+    modalities = (["visual"] if man.needs_video else []) + ["audio"]
+    summary = {}
+    t0 = time.time()
+    for split in SPLITS:
+        items = [it for it in man.items if it.split == split]
+        if a.limit:
+            items = items[: a.limit]
+        if not items or (only and split != only):
+            continue
+        folder = out / split
+        if (folder / MANIFEST).is_file() and not a.overwrite:
+            try:
+                done = read_manifest(folder)
+                summary[split] = {"written": done["total"], "skipped": "(complete, kept)", "inputs": len(items)}
+                continue
+            except RuntimeError:
+                pass  # incomplete: resume
+        elif a.overwrite and folder.exists():
+            shutil.rmtree(folder)
+        meta = {"modalities": modalities, "dataset": a.dataset, "split": split, "fps": a.fps,
+                "short_side": a.short_side, "audio_rate": a.audio_rate, "clip_seconds": clip_seconds}
+        summary[split] = prepare_split(items, folder, files, target, clip_seconds, a.dataset, meta, a.workers,
+                                       a.maxsize, a.maxcount, split)
+    write_classes(out, man.classes, man.multilabel, dataset=a.dataset, modalities=modalities)
+    print(f"\n{a.dataset} -> {out} ({time.time() - t0:.0f} s)")
+    for split, s in summary.items():
+        print(f"  {split:5s}: {s['written']} clips written of {s['inputs']} inputs; skipped: {s['skipped'] or 'none'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

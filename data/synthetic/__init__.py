@@ -1,0 +1,24 @@
+"""The embedded synthetic audio-visual benchmark (see generate.py for the layout, spec.py for knobs).
+
+Imports are lazy so `import data.synthetic` stays cheap for callers that only need ensure_synthetic.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+def ensure_synthetic(root: Any, data_cfg: Any, seed: int = 0, workers: int | None = None, spec: Any = None,
+                     progress: bool = True):
+    from data.synthetic.generate import ensure_synthetic as _ensure
+
+    return _ensure(root, data_cfg, seed=seed, workers=workers, spec=spec, progress=progress)
+
+
+def generate(root: Any, data_cfg: Any, spec: Any = None, seed: int = 0, workers: int | None = None,
+             progress: bool = True):
+    from data.synthetic.generate import generate as _generate
+
+    return _generate(root, data_cfg, spec=spec, seed=seed, workers=workers, progress=progress)
+
+
+__all__ = ["ensure_synthetic", "generate"]

@@ -1,0 +1,158 @@
+"""Sample one clip's scene: the event timeline (what happens when) and its nuisances.
+
+A latent class (pretraining script, or the downstream label) decides which event follows which; each
+event is seen (a moving coloured shape) and heard (a tone with a timbre and rhythm) over exactly the
+same time span. Everything else (background colours and drifting texture, static clutter shapes,
+pixel noise, object position/size/phase/brightness, background noise, a steady distractor hum,
+loudness, pitch jitter) is drawn independently per clip or event.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from data.synthetic import vocab
+from data.synthetic.spec import SyntheticSpec
+
+
+@dataclass
+class Event:
+    t0: float
+    t1: float
+    vis: int | None  # visual signature (None: not visible)
+    aud: int | None  # audio signature (None: silent)
+    etype: int | None = None  # event type (vocab.EVENTS index) when the event is one
+    x: float = 0.5  # centre, fraction of the frame
+    y: float = 0.5
+    size: float = 0.17  # radius, fraction of the frame side
+    amp: float = 0.1  # motion amplitude, fraction of the frame side
+    freq: float = 1.0  # motion cycles per second
+    phase: float = 0.0
+    bright: float = 1.0
+    gain: float = 1.0
+    pitch: float = 1.0  # multiplier of the signature pitch
+    pulse_phase: float = 0.0
+
+
+@dataclass
+class Scene:
+    duration: float
+    events: list[Event]
+    bg: dict = field(default_factory=dict)
+    clutter: list[tuple[int, int, float, float, float]] = field(default_factory=list)  # shape, colour, x, y, size
+    pixel_noise: float = 0.0
+    noise: float = 0.0
+    noise_smooth: float = 0.0
+    hum: tuple[float, int, float] = (440.0, 0, 0.0)  # freq, timbre, amplitude
+    label: int | None = None
+    labels: list[int] | None = None
+    latent: int | None = None
+
+
+def scripts(seed: int, spec: SyntheticSpec) -> np.ndarray:
+    """Pretraining latent classes: each a cycle of 3 distinct event types (fixed per benchmark seed)."""
+    rng = np.random.default_rng([int(seed), 0x5C1])
+    return np.stack([rng.choice(len(vocab.EVENTS), 3, replace=False) for _ in range(spec.latent_classes)])
+
+
+def _timeline(duration: float, seg_s: float, rng: np.random.Generator, spec: SyntheticSpec) -> list[tuple[float, float]]:
+    t = rng.uniform(*spec.gap_segments) * seg_s
+    out = []
+    while t < duration - 0.25 * seg_s:
+        length = rng.uniform(*spec.event_segments) * seg_s
+        out.append((t, min(duration, t + length)))
+        t += length + rng.uniform(*spec.gap_segments) * seg_s
+    return out
+
+
+def _slots(duration: float, m: int, rng: np.random.Generator) -> list[tuple[float, float]]:
+    """m events in order, one per equal slot, each 60-90% of its slot."""
+    slot = duration / m
+    out = []
+    for i in range(m):
+        length = rng.uniform(0.6, 0.9) * slot
+        t0 = i * slot + rng.uniform(0, slot - length)
+        out.append((t0, t0 + length))
+    return out
+
+
+def _dress(ev: Event, rng: np.random.Generator, spec: SyntheticSpec) -> Event:
+    """Per-event nuisances: position, size, motion phase/rate, brightness, loudness, pitch."""
+    ev.size = rng.uniform(*spec.object_size)
+    ev.amp = rng.uniform(0.06, 0.1)
+    margin = ev.size * 1.3 + ev.amp
+    ev.x, ev.y = rng.uniform(margin, 1 - margin, 2)
+    ev.freq = rng.uniform(0.7, 1.3)
+    ev.phase = rng.uniform(0, 2 * np.pi)
+    n = spec.nuisance
+    ev.bright = 1.0 - n * rng.uniform(0, 0.3)
+    ev.gain = 10 ** (n * rng.uniform(*spec.loudness_db) / 20)
+    ev.pitch = 1.0 + n * rng.uniform(-spec.pitch_jitter, spec.pitch_jitter)
+    ev.pulse_phase = rng.uniform(0, 1)
+    return ev
+
+
+def _nuisances(scene: Scene, rng: np.random.Generator, spec: SyntheticSpec) -> Scene:
+    n = spec.nuisance
+    scene.bg = {
+        "a": rng.uniform(0, 1, 3), "b": rng.uniform(0, 1, 3), "angle": rng.uniform(0, 2 * np.pi),
+        "gratings": [(rng.uniform(0, np.pi), rng.uniform(1.5, 5.0), rng.uniform(0, 2 * np.pi),
+                      rng.uniform(-0.5, 0.5), rng.uniform(-1, 1, 3)) for _ in range(2)],
+        "texture": n * spec.texture_amplitude,
+    }
+    k = int(rng.integers(spec.clutter_objects[0], spec.clutter_objects[1] + 1)) if n > 0 else 0
+    scene.clutter = [(int(rng.integers(len(vocab.SHAPES))), int(rng.integers(len(vocab.COLOURS))),
+                      *rng.uniform(0.2, 0.8, 2), rng.uniform(*spec.object_size)) for _ in range(k)]
+    scene.pixel_noise = n * rng.uniform(*spec.pixel_noise)
+    scene.noise = n * rng.uniform(*spec.noise_level)
+    scene.noise_smooth = rng.uniform(0.0, 0.9)
+    scene.hum = (float(rng.uniform(150, 1200)), int(rng.integers(len(vocab.TIMBRES))), n * rng.uniform(*spec.hum_level))
+    return scene
+
+
+def _typed(t: tuple[float, float], etype: int) -> Event:
+    v, a = vocab.EVENTS[etype]
+    return Event(t[0], t[1], v, a, etype)
+
+
+def sample_scene(task: str, label: int | None, duration: float, seg_s: float, rng: np.random.Generator,
+                 spec: SyntheticSpec, script_table: np.ndarray) -> Scene:
+    """One clip's scene. `label` is the class (downstream) or the latent script (pretrain)."""
+    p = spec.class_event_prob
+    n_ev = len(vocab.EVENTS)
+    events: list[Event] = []
+    labels = None
+    if task == "pretrain":
+        script = script_table[label]
+        pos = int(rng.integers(3))
+        for t in _timeline(duration, seg_s, rng, spec):
+            et = int(script[pos % 3]) if rng.random() < spec.script_prob else int(rng.integers(n_ev))
+            events.append(_typed(t, et))
+            pos += 1
+    elif task == "ucf_like":  # label = visual signature; audio signatures random (uninformative)
+        for t in _timeline(duration, seg_s, rng, spec):
+            v = label if rng.random() < p else int(rng.choice([i for i in range(8) if i != label]))
+            events.append(Event(t[0], t[1], v, int(rng.integers(8))))
+    elif task == "esc_like":  # label = audio signature; audio only
+        for t in _timeline(duration, seg_s, rng, spec):
+            a = label if rng.random() < p else int(rng.choice([j for j in range(8) if j != label]))
+            events.append(Event(t[0], t[1], None, a))
+    elif task == "ks_like":  # label = a set of event types; distractors are event types of no class
+        types = vocab.KS_CLASSES[label][1]
+        for t in _timeline(duration, seg_s, rng, spec):
+            pool = types if rng.random() < p else vocab.KS_FILLERS
+            events.append(_typed(t, int(rng.choice(pool))))
+    elif task == "charades_like":  # labels = ordered pairs of the distinct event types, in order
+        m = int(rng.integers(3, 5))
+        order = [int(x) for x in rng.choice(vocab.CHARADES_TYPES, m, replace=False)]
+        events = [_typed(t, et) for t, et in zip(_slots(duration, m, rng), order)]
+        rank = {et: i for i, et in enumerate(order)}
+        labels = [k for k, (a, b) in enumerate(vocab.CHARADES_LABELS) if a in rank and b in rank and rank[a] < rank[b]]
+    else:
+        raise ValueError(f"unknown synthetic task {task!r}")
+    events = [_dress(e, rng, spec) for e in events]
+    scene = Scene(duration=duration, events=events, labels=labels,
+                  label=None if task in ("pretrain", "charades_like") else int(label),
+                  latent=int(label) if task == "pretrain" else None)
+    return _nuisances(scene, rng, spec)

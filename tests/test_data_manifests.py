@@ -1,0 +1,147 @@
+"""Manifest readers on small hand-written files, val carving, and the prepare CLI end to end."""
+from __future__ import annotations
+
+import json
+
+from data import manifests
+from data.prepare import main as prepare_main, window
+from data.shards import read_classes, read_manifest
+from tests.fixtures.data_media import tiny_cfg, write_file_video, write_wav
+
+
+def test_kinetics_and_kinetics_sounds(tmp_path):
+    f = tmp_path / "k.csv"
+    f.write_text("label,youtube_id,time_start,time_end,split\n"
+                 "playing drums,abc,12,22,train\nbird chirping,x-y_z,0,10,validate\n"
+                 "playing drums,qqq,30,40,train\nknitting,kkk,5,15,train\n")
+    man = manifests.read_kinetics([f])
+    assert man.classes == ["bird chirping", "knitting", "playing drums"]
+    it = man.items[0]
+    assert (it.id, it.split, it.label, it.start, it.end) == ("abc_000012_000022", "train", 2, 12.0, 22.0)
+    assert it.candidates == ["abc_000012_000022", "abc"] and man.items[1].split == "val"
+    assert window(it, "abc_000012_000022", 30.0) == (None, None)  # trimmed file: whole file
+    assert window(it, "abc", 30.0) == (2.0, 32.0)  # full video: 30 s centred on the annotation
+    cls = tmp_path / "ks.txt"
+    cls.write_text("playing drums\n# comment\nbird chirping\n")
+    ks = manifests.read_kinetics_sounds([f], cls)
+    assert ks.classes == ["bird chirping", "playing drums"]
+    assert [(i.id, i.label, i.split) for i in ks.items] == [
+        ("abc_000012_000022", 1, "train"), ("x-y_z_000000_000010", 0, "test"), ("qqq_000030_000040", 1, "train")]
+
+
+def test_audioset(tmp_path):
+    f = tmp_path / "eval_segments.csv"
+    f.write_text("# Segments csv created Sun Mar  5 10:54:25 2017\n# num_ytids=2\n"
+                 "# YTID, start_seconds, end_seconds, positive_labels\n"
+                 '--4gqARaEJE, 0.000, 10.000, "/m/068hy,/m/07q6cd_,/m/0bt9lr"\n'
+                 '--BfvyPmVMo, 20.000, 30.000, "/m/03l9g"\n')
+    lab = tmp_path / "labels.csv"
+    lab.write_text('index,mid,display_name\n0,/m/068hy,Pet\n1,/m/0bt9lr,Dog\n2,/m/03l9g,"Hammer"\n')
+    man = manifests.read_audioset([f], lab)
+    assert man.multilabel and man.needs_audio and man.classes == ["Pet", "Dog", "Hammer"]
+    assert [(i.split, i.labels, i.start) for i in man.items] == [("test", [0, 1], 0.0), ("test", [2], 20.0)]
+    assert man.items[0].candidates[0] == "--4gqARaEJE_000000_000010"
+
+
+def test_ucf101_and_hmdb51(tmp_path):
+    (tmp_path / "classInd.txt").write_text("1 ApplyEyeMakeup\n2 Archery\n")
+    (tmp_path / "trainlist02.txt").write_text("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\nArchery/v_Archery_g09_c02.avi 2\n")
+    (tmp_path / "testlist02.txt").write_text("Archery/v_Archery_g01_c01.avi\n")
+    man = manifests.read_ucf101(tmp_path, 2)
+    assert [(i.id, i.split, i.label) for i in man.items] == [
+        ("v_ApplyEyeMakeup_g08_c01", "train", 0), ("v_Archery_g09_c02", "train", 1), ("v_Archery_g01_c01", "test", 1)]
+    (tmp_path / "brush_hair_test_split1.txt").write_text("a.avi 1 \nb.avi 2 \nc.avi 0 \n")
+    (tmp_path / "cartwheel_test_split1.txt").write_text("d.avi 2 \n")
+    man = manifests.read_hmdb51(tmp_path, 1)
+    assert man.classes == ["brush_hair", "cartwheel"]
+    assert [(i.id, i.split, i.label) for i in man.items] == [("a", "train", 0), ("b", "test", 0), ("d", "test", 1)]
+    assert man.items[0].candidates[0] == "brush_hair/a.avi"
+
+
+def test_esc50_and_charades(tmp_path):
+    f = tmp_path / "esc50.csv"
+    f.write_text("filename,fold,target,category,esc10,src_file,take\n1-100032-A-0.wav,1,0,dog,True,100032,A\n"
+                 "2-100038-A-14.wav,2,14,chirping_birds,False,100038,A\n")
+    man = manifests.read_esc50(f, fold=2)
+    assert man.audio_only and man.classes == ["dog", "chirping_birds"]
+    assert [(i.id, i.split, i.label) for i in man.items] == [("1-100032-A-0", "train", 0), ("2-100038-A-14", "test", 14)]
+    c = tmp_path / "Charades_v1_test.csv"
+    c.write_text("id,subject,scene,quality,relevance,verified,script,objects,descriptions,actions,length\n"
+                 '46GP8,HR43,Kitchen,6,7,Yes,"a script",food,"desc","c092 11.90 21.20;c147 0.00 12.60",24.83\n'
+                 "N11GT,0KZ7,Stairs,6,7,Yes,x,y,z,,18.04\n")
+    cls = tmp_path / "classes.txt"
+    cls.write_text("c092 Holding some food\nc147 Walking\nc000 Holding clothes\n")
+    man = manifests.read_charades([c], cls)
+    assert man.multilabel and man.classes[:2] == ["Holding some food", "Walking"]
+    a, b = man.items
+    assert (a.split, a.labels, a.extra["intervals"]) == ("test", [0, 1], [[0, 11.9, 21.2], [1, 0.0, 12.6]])
+    assert b.labels == [] and b.extra["length"] == 18.04
+
+
+def test_carve_val_is_seeded_and_stratified():
+    items = [manifests.Item(id=f"v{i}", split="train", candidates=[], label=i % 2) for i in range(20)]
+    a = [it.split for it in manifests.carve_val([manifests.Item(**vars(i)) for i in items], 0.2, seed=1)]
+    b = [it.split for it in manifests.carve_val([manifests.Item(**vars(i)) for i in items], 0.2, seed=1)]
+    assert a == b and a.count("val") == 4
+    assert sum(1 for it, s in zip(items, a) if s == "val" and it.label == 0) == 2
+
+
+def test_prepare_ucf101_resumable_with_skips(tmp_path, capsys):
+    vids, splits = tmp_path / "videos", tmp_path / "splits"
+    splits.mkdir()
+    (splits / "classInd.txt").write_text("1 Archery\n2 Bowling\n")
+    train = []
+    for i in range(4):
+        cls = ["Archery", "Bowling"][i % 2]
+        (vids / cls).mkdir(parents=True, exist_ok=True)
+        write_file_video(vids / cls / f"v_{cls}_g0{i}_c01.avi", duration=2.0, fps=25, size=(50, 38),
+                         rate=None if i == 1 else 16000, codec="mpeg4", container="avi", stereo=i == 2)
+        train.append(f"{cls}/v_{cls}_g0{i}_c01.avi {i % 2 + 1}")
+    (vids / "Archery" / "v_Archery_g09_c01.avi").write_bytes(b"not a video" * 50)
+    (vids / "Archery" / "v_Archery_g10_c01.avi").write_bytes(b"")
+    write_file_video(vids / "Bowling" / "v_Bowling_g11_c01.avi", duration=0.3, codec="mpeg4", container="avi")
+    (splits / "trainlist01.txt").write_text("\n".join(train) + "\n")
+    (splits / "testlist01.txt").write_text("Archery/v_Archery_g09_c01.avi\nArchery/v_Archery_g77_c01.avi\n"
+                                           "Bowling/v_Bowling_g11_c01.avi\nBowling/v_Bowling_g03_c01.avi\n")
+    args = ["ucf101", "--videos", str(vids), "--manifest", str(splits), "--out", str(tmp_path / "out"), "--split", "1",
+            "--workers", "2", "--fps", "8", "--short-side", "40", "--audio-rate", "8000", "--min-seconds", "1",
+            "--val-fraction", "0"]
+    assert prepare_main(args) == 0
+    task = tmp_path / "out" / "ucf101" / "split1"
+    train_man, test_man = read_manifest(task / "train"), read_manifest(task / "test")
+    assert train_man["total"] == 4 and test_man["total"] == 1
+    assert sorted(r for _, r in test_man["extra"]["skipped"]) == ["corrupt", "missing", "too_short"]
+    assert read_classes(task)["classes"] == ["Archery", "Bowling"]
+    out = capsys.readouterr().out
+    assert "skipped: {'corrupt': 1, 'missing': 1, 'too_short': 1}" in out
+    # the clip without audio is kept video-only; the stereo one is mono now
+    from data.pipeline import make_downstream_loader
+    loader = make_downstream_loader(tiny_cfg(2), task, "train", segments=1, train=False, batch_size=4,
+                                    modalities=["visual"])
+    (b,) = list(loader)
+    assert b["video"].shape == (4, 1, 1, 3, 8, 32, 32) and sorted(b["label"].tolist()) == [0, 0, 1, 1]
+    # re-running keeps complete splits
+    mtime = (task / "train" / "sizes.json").stat().st_mtime_ns
+    assert prepare_main(args) == 0
+    assert (task / "train" / "sizes.json").stat().st_mtime_ns == mtime
+
+
+def test_prepare_esc50_audio_only(tmp_path):
+    (tmp_path / "audio").mkdir()
+    rows = ["filename,fold,target,category,esc10,src_file,take"]
+    for i in range(3):
+        name = f"{i + 1}-1000{i}-A-{i}.wav"
+        write_wav(tmp_path / "audio" / name, duration=2.0, rate=44100, freq=300 + 100 * i)
+        rows.append(f"{name},{i + 1},{i},c{i},False,1000{i},A")
+    (tmp_path / "esc50.csv").write_text("\n".join(rows) + "\n")
+    assert prepare_main(["esc50", "--videos", str(tmp_path / "audio"), "--manifest", str(tmp_path / "esc50.csv"),
+                         "--out", str(tmp_path / "out"), "--split", "3", "--workers", "1", "--audio-rate", "8000",
+                         "--min-seconds", "1", "--val-fraction", "0"]) == 0
+    task = tmp_path / "out" / "esc50" / "split3"
+    man = read_manifest(task / "test")
+    assert man["total"] == 1 and man["meta"]["modalities"] == ["audio"]
+    from data.pipeline import make_downstream_loader
+    (b,) = list(make_downstream_loader(tiny_cfg(2), task, "test", segments=1, train=False, batch_size=2,
+                                       temporal_views=2))
+    assert "video" not in b and b["audio"].shape == (1, 2, 1, 1, 40, 32) and b["label"].tolist() == [2]
+    assert json.loads((task / "classes.json").read_text())["num_classes"] == 3

@@ -8,6 +8,11 @@ next needed frame is more than `seek_threshold_s` ahead, and reads through other
 Video frames are picked by index at the target fps: target frame f (time f/fps) is the decoded frame
 whose timestamp is nearest (largest timestamp <= f/fps + half a source frame). This is an identity
 selection for shards stored at the target fps and a frame-rate conversion otherwise.
+Frames are converted to rgb24 through one VideoReformatter per clip (one swscale context, set up
+once): `frame.to_ndarray(format="rgb24")` builds a new context for every frame, which cost ~4x the
+raw decode time; the pixels are identical (tests/test_data_shards.py). The context runs
+single-threaded (ours): DataLoader workers are the parallelism, and swscale's own thread pool was
+slower on small frames.
 Audio: mono (mean over channels, as released), resampled to the target rate when the stream differs
 (torchaudio.functional.resample), cropped at the clip duration (drops the AAC encoder's end padding),
 windows addressed in samples at the target rate with time 0 = container time 0 (same origin as the
@@ -22,9 +27,11 @@ import av
 import numpy as np
 import torch
 import torchaudio
+from av.video.reformatter import VideoReformatter
 
 from data.errors import ClipError, CorruptClip, NoAudioStream, NoVideoStream
 
+_SWS_THREADS = 1  # swscale threads per conversion (see the module docstring)
 _AV_ERRORS = (av.FFmpegError, ValueError, IndexError, KeyError, EOFError, OSError, RuntimeError, TypeError)
 
 
@@ -70,8 +77,14 @@ def probe(data: bytes) -> ClipInfo:
         c.close()
 
 
+def _rgb(scaler: VideoReformatter, frame) -> np.ndarray:
+    """uint8 [H, W, 3]; the same pixels as frame.to_ndarray(format="rgb24"), without a new context."""
+    return scaler.reformat(frame, format="rgb24", threads=_SWS_THREADS).to_ndarray()
+
+
 def _frames_at(c, stream, times: np.ndarray, seek_threshold_s: float) -> list[np.ndarray]:
     """RGB frames for sorted target times (seconds): nearest decoded frame, seeking over gaps."""
+    scaler = VideoReformatter()  # one swscale context for the clip (re-set up by swscale if the size changes)
     tb = float(stream.time_base)
     rate = float(stream.average_rate) if stream.average_rate else 0.0
     tol = 0.5 / rate if rate > 0 else 1e-3
@@ -91,7 +104,7 @@ def _frames_at(c, stream, times: np.ndarray, seek_threshold_s: float) -> list[np
                 if prev is None:  # target before the first decoded frame: use this one
                     prev, prev_img = frame, None
                 if prev_img is None:
-                    prev_img = prev.to_ndarray(format="rgb24")
+                    prev_img = _rgb(scaler, prev)
                 out[j] = prev_img
                 j += 1
             if j >= len(times):
@@ -107,7 +120,7 @@ def _frames_at(c, stream, times: np.ndarray, seek_threshold_s: float) -> list[np
             if prev is None and last_img is None:
                 break
             if prev is not None:
-                last_img = prev.to_ndarray(format="rgb24")
+                last_img = _rgb(scaler, prev)
             while j < len(times):
                 out[j] = last_img
                 j += 1

@@ -108,25 +108,25 @@ class ClipBatches(IterableDataset):
         drain_worker()  # failures in the skipped range were counted by the interrupted run
         produced, buf, fails = first, [], 0
         limit = 2 * plan.samples + 10
+        last_error: Exception | None = None
         for sample in stream:
             seed_seq = self._sample_seed(slot, index)
             index += 1
             key = str(sample.get("__key__", "?"))
             try:
                 buf.append(process_sample(sample, self.cfg, self.spec, seed_seq))
-                fails = 0
+                fails, last_error = 0, None
             except ClipError as e:
                 count_in_worker(e.reason, key, str(e))
-                fails += 1
+                fails, last_error = fails + 1, e
             except Exception as e:  # noqa: BLE001 - a sample must never kill the epoch
                 count_in_worker("corrupt", key, f"{type(e).__name__}: {e}")
                 log.debug("unexpected error on %s", key, exc_info=True)
-                fails += 1
-                if fixed and fails > limit:
-                    raise
-            if fixed and fails > limit:
+                fails, last_error = fails + 1, e
+            if fixed and fails > limit:  # every sample fails, whatever the error: one clear message
                 raise RuntimeError(f"{self.folder}: {fails} consecutive unusable samples in slot {slot}; "
-                                   f"see the skipped-sample counts {drain_worker()}")
+                                   f"see the skipped-sample counts {drain_worker()} (last error: "
+                                   f"{type(last_error).__name__}: {last_error})") from last_error
             if len(buf) == self.batch_size:
                 batch = collate(buf)
                 batch[KEY] = drain_worker()
@@ -203,7 +203,17 @@ def task_folder(root: str | Path, task: str, split: int | None = None) -> Path:
 
 
 def _dataset_modalities(man: dict[str, Any]) -> tuple[str, ...]:
+    """The split's default modalities: those every clip carries (sizes.json meta "modalities")."""
     return tuple(m for m in man.get("meta", {}).get("modalities", MODALITIES) if m in MODALITIES)
+
+
+def _present_modalities(man: dict[str, Any]) -> tuple[str, ...]:
+    """Modalities at least one clip carries (meta "clip_modalities" counts, written by data.prepare);
+    without the counts, the default ones."""
+    counts = man.get("meta", {}).get("clip_modalities")
+    if not isinstance(counts, dict):
+        return _dataset_modalities(man)
+    return tuple(m for m in MODALITIES if counts.get(m, 0) > 0 or m in _dataset_modalities(man))
 
 
 def _make(folder: Path, man: dict[str, Any], cfg: DataConfig, spec: SampleSpec, batch_size: int, seed: int,
@@ -254,16 +264,18 @@ def make_downstream_loader(data_cfg: DataConfig, task_folder: str | Path, split:
       {"video": [B,S,3,T,crop,crop], "audio": [B,S,1,F,Tm], "label": int64 [B] | "labels": float32 [B,C]}.
     train=False: one deterministic pass, V = temporal_views * spatial_crops views per clip (view
       v = temporal_view * spatial_crops + crop): {"video": [B,V,S,3,T,ts,ts], "audio": [B,V,S,1,F,Tm], ...}.
-    `modalities` (default: those the dataset has) picks what is decoded; absent ones are not in the batch.
+    `modalities` (default: those every clip of the split carries, sizes.json meta "modalities") picks what
+    is decoded; ones no clip carries are dropped and are not in the batch; clips lacking a requested one
+    are skipped (no_audio / no_video).
     """
     tf = Path(task_folder)
     folder = resolve_folder(tf, split)
     man = read_manifest(folder)
     classes = read_classes(tf)
-    have = _dataset_modalities(man)
-    want = tuple(m for m in (modalities or have) if m in have)
+    have, present = _dataset_modalities(man), _present_modalities(man)
+    want = tuple(m for m in (modalities or have) if m in present)
     if not want:
-        raise ValueError(f"{folder} has modalities {have}; requested {list(modalities or [])}")
+        raise ValueError(f"{folder} has modalities {have} (some clips: {present}); requested {list(modalities or [])}")
     spec = SampleSpec(mode="train" if train else "eval", segments=int(segments),
                       temporal_views=int(temporal_views), spatial_crops=int(spatial_crops), modalities=want,
                       multilabel=bool(classes["multilabel"]), num_classes=len(classes["classes"]))

@@ -19,6 +19,20 @@ Output: <out>/<task>/{train,val,test}/ shards + sizes.json and <out>/<task>/clas
 esc50/split<k>. A val split is carved (seeded, per class) out of train when the dataset has none.
 Resumable: finished shards are kept and the input position is recorded in sizes.json; re-running
 the same command continues; complete splits are skipped (--overwrite redoes them).
+
+Too short: a result shorter than --min-seconds is skipped (reason too_short, counted in the summary
+and in sizes.json). Default for the pretraining sets (kinetics700, audioset): the shortest clip the
+pretraining loader accepts, --clip-seconds less the loader's short tolerance (29.75 s for 30 s at 16
+fps; data.sampling.min_clip_seconds, the rule the loader applies), so a trimmed 10 s Kinetics file
+is skipped here instead of being written and then dropped by every epoch; other datasets: one
+segment. An explicit --min-seconds overrides both.
+Modalities: sizes.json's meta records, per split, `clip_modalities` (how many clips carry video and
+audio) and `modalities` (those every clip carries, the loaders' default), so a visual-only dataset
+whose clips lack audio (UCF101, HMDB51, Charades often do) defaults to visual instead of skipping
+every audio-less clip.
+Shard count (ours): a split is cut into at least --shards shards when it has that many clips
+(maxcount = inputs // shards, the --maxsize cap still applies), default 128 >= the 80 loader slots
+of 8 GPUs x 10 workers, so no slot has to read every shard (data.slots' fallback).
 """
 from __future__ import annotations
 
@@ -39,12 +53,16 @@ from data.config import DataConfig
 from data.encode import EncodeOptions
 from data.parallel import ordered_map
 from data.errors import ClipError
+from data.sampling import min_clip_seconds
 from data.shards import MANIFEST, SPLITS, ShardWriter, make_sample, read_manifest, write_classes
 from data.transcode import Target, transcode
 
 VIDEO_EXTS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".3gp")
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac")
 PRETRAIN_SETS = ("kinetics700", "audioset")
+MODALITIES = ("visual", "audio")  # as the loaders name them; json fields has_video / has_audio
+_HAS = {"visual": "has_video", "audio": "has_audio"}
+DEFAULT_SHARDS = 128  # at least this many shards per split (ours; see the module docstring)
 DATASETS = ("kinetics700", "audioset", "ucf101", "hmdb51", "esc50", "kinetics_sounds", "charades")
 
 
@@ -128,6 +146,21 @@ def window(item: manifests.Item, matched: str | None, clip_seconds: float | None
     return s, e
 
 
+def default_min_seconds(dataset: str, clip_seconds: float | None, fps: float, cfg: DataConfig) -> float:
+    """--min-seconds default: for pretraining sets the shortest `clip_seconds` clip the pretraining loader
+    accepts (data.sampling's rule, with the loader's short tolerance); otherwise one segment."""
+    if dataset in PRETRAIN_SETS and clip_seconds:
+        return min_clip_seconds(clip_seconds, fps, cfg.short_tolerance_s)
+    return cfg.video.segment_seconds
+
+
+def shard_maxcount(inputs: int, shards: int, maxcount: int) -> int:
+    """Samples per shard so that `inputs` clips make at least `shards` shards (when there are that many)."""
+    if shards <= 0:
+        return maxcount
+    return max(1, min(maxcount, inputs // shards))
+
+
 def run_job(job: Job) -> tuple[int, str, bytes | None, dict[str, Any] | str]:
     """Worker: (index, id, mp4 or None, json fields or the skip reason)."""
     it = job.item
@@ -157,6 +190,11 @@ def prepare_split(items: list[manifests.Item], folder: Path, files: FileIndex, t
     writer = ShardWriter(folder, prefix=split, maxsize=maxsize, maxcount=maxcount, meta=meta, resume=True)
     start = int(writer.extra.get("next_input", 0))
     skipped: list[list[str]] = list(writer.extra.get("skipped", []))
+    # clips written per modality; saved with each finished shard (counts only those), so a resume continues them
+    # (unknown when resuming shards written before the counts existed: then the expected modalities stay)
+    counted = "clips_with" in writer.extra or not writer.shards
+    has: dict[str, int] = {m: int(writer.extra.get("clips_with", {}).get(m, 0)) for m in MODALITIES}
+    writer.extra["clips_with"] = has
     jobs = []
     for i, it in enumerate(items[start:], start):
         path, matched = files.find(it.candidates)
@@ -171,8 +209,14 @@ def prepare_split(items: list[manifests.Item], folder: Path, files: FileIndex, t
                 skipped.append([cid, str(info)])
                 continue
             writer.write(make_sample(cid, data, info))
+            for m in MODALITIES:
+                has[m] += bool(info.get(_HAS[m]))
         writer.extra["next_input"] = len(items)
         writer.extra["skipped"] = skipped
+        if counted:
+            writer.meta["clip_modalities"] = dict(has)
+            if writer.total:  # what every clip carries (an empty split keeps what the dataset should have)
+                writer.meta["modalities"] = [m for m in MODALITIES if has[m] == writer.total]
         writer.close()
     finally:
         results.close()
@@ -197,13 +241,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--audio-rate", type=int, default=d.audio.sample_rate)
     p.add_argument("--clip-seconds", type=float, default=None,
                    help=f"pretraining window (default {d.segments * d.video.segment_seconds:g} s for kinetics700/audioset)")
-    p.add_argument("--min-seconds", type=float, default=d.video.segment_seconds,
-                   help="skip results shorter than this (default: one segment)")
+    p.add_argument("--min-seconds", type=float, default=None,
+                   help="skip results shorter than this as too_short (default: kinetics700/audioset the "
+                        "pretraining clip less the loader's short tolerance, others one segment)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of train carved into val when there is none")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--crf", type=int, default=23)
     p.add_argument("--maxsize", type=float, default=1e9, help="bytes per shard (~1 GB)")
     p.add_argument("--maxcount", type=int, default=100_000)
+    p.add_argument("--shards", type=int, default=DEFAULT_SHARDS,
+                   help=f"at least this many shards per split when it has that many clips (default {DEFAULT_SHARDS}, "
+                        "for 8 GPUs x 10 loader workers; 0 = only --maxsize/--maxcount)")
     p.add_argument("--limit", type=int, default=0, help="only the first N items per split (smoke tests)")
     p.add_argument("--overwrite", action="store_true", help="redo splits that are already complete")
     a = p.parse_args(argv)
@@ -214,11 +262,14 @@ def main(argv: list[str] | None = None) -> int:
     clip_seconds = a.clip_seconds
     if clip_seconds is None and a.dataset in PRETRAIN_SETS:
         clip_seconds = d.segments * d.video.segment_seconds
+    min_seconds = a.min_seconds if a.min_seconds is not None else default_min_seconds(a.dataset, clip_seconds,
+                                                                                        a.fps, d)
     target = Target(fps=a.fps, short_side=a.short_side, audio_rate=a.audio_rate, need_video=man.needs_video,
-                    need_audio=man.needs_audio, min_seconds=a.min_seconds, options=EncodeOptions(crf=a.crf))
+                    need_audio=man.needs_audio, min_seconds=min_seconds, options=EncodeOptions(crf=a.crf))
     files = FileIndex(Path(a.videos), AUDIO_EXTS if man.audio_only else VIDEO_EXTS + AUDIO_EXTS)
     only = a.split if a.split in SPLITS else None
-    modalities = (["visual"] if man.needs_video else []) + ["audio"]
+    # what the clips should carry; each split's sizes.json then records what they actually carry
+    expected = (["visual"] if man.needs_video else []) + ["audio"]
     summary = {}
     t0 = time.time()
     for split in SPLITS:
@@ -237,15 +288,28 @@ def main(argv: list[str] | None = None) -> int:
                 pass  # incomplete: resume
         elif a.overwrite and folder.exists():
             shutil.rmtree(folder)
-        meta = {"modalities": modalities, "dataset": a.dataset, "split": split, "fps": a.fps,
-                "short_side": a.short_side, "audio_rate": a.audio_rate, "clip_seconds": clip_seconds}
+        meta = {"modalities": expected, "dataset": a.dataset, "split": split, "fps": a.fps,
+                "short_side": a.short_side, "audio_rate": a.audio_rate, "clip_seconds": clip_seconds,
+                "min_seconds": min_seconds}
         summary[split] = prepare_split(items, folder, files, target, clip_seconds, a.dataset, meta, a.workers,
-                                       a.maxsize, a.maxcount, split)
-    write_classes(out, man.classes, man.multilabel, dataset=a.dataset, modalities=modalities)
+                                       a.maxsize, shard_maxcount(len(items), a.shards, a.maxcount), split)
+    write_classes(out, man.classes, man.multilabel, dataset=a.dataset, modalities=_task_modalities(out, expected))
     print(f"\n{a.dataset} -> {out} ({time.time() - t0:.0f} s)")
     for split, s in summary.items():
         print(f"  {split:5s}: {s['written']} clips written of {s['inputs']} inputs; skipped: {s['skipped'] or 'none'}")
+    short = sum(s["skipped"].get("too_short", 0) for s in summary.values() if isinstance(s["skipped"], dict))
+    if short:
+        why = (f"the pretraining loader needs {clip_seconds:g} s clips less its {d.short_tolerance_s:g} s tolerance"
+               if a.min_seconds is None and a.dataset in PRETRAIN_SETS else "the minimum")
+        print(f"  {short} source(s) skipped as too_short: under {min_seconds:g} s ({why}); --min-seconds overrides")
     return 0
+
+
+def _task_modalities(out: Path, expected: list[str]) -> list[str]:
+    """Modalities every prepared split of the task carries (classes.json), in loader order."""
+    have = [read_manifest(f, allow_incomplete=True)["meta"].get("modalities", expected)
+            for f in (out / s for s in SPLITS) if (f / MANIFEST).is_file()]
+    return [m for m in MODALITIES if all(m in h for h in have)] if have else list(expected)
 
 
 if __name__ == "__main__":

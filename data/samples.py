@@ -58,6 +58,8 @@ def _label(meta: dict[str, Any], spec: SampleSpec) -> torch.Tensor | None:
         labels = meta.get("labels")
         if labels is None:
             raise BadMetadata("multi-label sample without 'labels'")
+        if not isinstance(labels, list) or any(isinstance(x, bool) or not isinstance(x, int) for x in labels):
+            raise BadMetadata(f"'labels' is not a list of class indices: {labels!r}")
         y = torch.zeros(spec.num_classes, dtype=torch.float32)
         if labels:
             idx = torch.as_tensor(labels, dtype=torch.long)
@@ -66,8 +68,10 @@ def _label(meta: dict[str, Any], spec: SampleSpec) -> torch.Tensor | None:
             y[idx] = 1.0
         return y
     label = meta.get("label")
-    if label is None or not 0 <= int(label) < max(spec.num_classes, int(label) + 1):
-        raise BadMetadata(f"bad or missing 'label': {label!r}")
+    # an integer (json may write 3.0) in [0, num_classes); out of range it would crash the loss later
+    integral = isinstance(label, int) or (isinstance(label, float) and label.is_integer())
+    if isinstance(label, bool) or not integral or not 0 <= int(label) < spec.num_classes:
+        raise BadMetadata(f"bad or missing 'label' for {spec.num_classes} classes: {label!r}")
     return torch.tensor(int(label), dtype=torch.long)
 
 

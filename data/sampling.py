@@ -33,12 +33,22 @@ def clip_frames(duration: float, fps: float) -> int:
     return int(math.floor(duration * fps + 1e-6))
 
 
+def min_clip_frames(needed: int, fps: float, tolerance_s: float) -> int:
+    """Fewest frames a clip may have when a plan needs `needed` frames: short by at most `tolerance_s`.
+    The one rule behind ClipTooShort here and data.prepare's default minimum for pretraining sets."""
+    return max(0, int(needed) - int(math.floor(tolerance_s * fps + 1e-9)))
+
+
+def min_clip_seconds(needed_seconds: float, fps: float, tolerance_s: float) -> float:
+    """Shortest clip duration (seconds) a plan needing `needed_seconds` of frames at `fps` accepts."""
+    return min_clip_frames(int(round(needed_seconds * fps)), fps, tolerance_s) / fps
+
+
 def _check(n_frames: int, needed: int, fps: float, tolerance_s: float) -> int:
     """Largest valid start frame (>= 0), or ClipTooShort."""
-    span = n_frames - needed
-    if span < 0 and -span > tolerance_s * fps + 1e-9:
+    if n_frames < min_clip_frames(needed, fps, tolerance_s):
         raise ClipTooShort(f"clip has {n_frames} frames at {fps} fps, needs {needed}")
-    return max(span, 0)
+    return max(n_frames - needed, 0)
 
 
 def _plan(starts: np.ndarray, n_frames: int, fps: float, frames_per_segment: int, rate: int) -> Plan:

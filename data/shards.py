@@ -8,6 +8,8 @@ Format (WebDataset tar, one sample = one clip):
 Beside the shards, `sizes.json` (written atomically after every finished shard):
   {"format", "complete", "total", "shards": {name: count}, "ids": {name: [ids]}, "meta": {...},
    "extra": {...writer-owner state, e.g. a preparer's resume position}}
+  meta "modalities": what every clip carries (the downstream loader's default); data.prepare also
+  writes "clip_modalities" ({"visual": n, "audio": m}, clips carrying each) and "min_seconds".
 Why a manifest: epoch length and sample counts never need a scan (open_clip's sizes.json), and the
 clip ids per shard make a dataset copy auditable. Shards are written as `.tar.tmp` and renamed when
 closed, so an interrupted writer leaves only complete shards behind (what resuming relies on).

@@ -1,6 +1,8 @@
 """Re-encode a window of a source video (or audio file) to the shard's mp4: target fps (frame
-selection by nearest timestamp), short side (PyAV/swscale bilinear resize, sizes even), mono AAC at the
-target rate (channel mean, swresample), streamed frame by frame.
+selection by nearest timestamp), short side (PyAV/swscale bilinear resize, sizes even, through one
+VideoReformatter per clip: one single-threaded swscale context instead of a new one per frame; the
+preparer's worker processes are the parallelism), mono AAC at the target rate (channel mean,
+swresample), streamed frame by frame.
 
 Raises data.errors.ClipError subclasses (corrupt / no_video / no_audio / too_short) for inputs that
 cannot become a clip; data.prepare records them as skipped with the reason.
@@ -12,6 +14,7 @@ from typing import Any
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from data.encode import EncodeOptions, Mp4Encoder, short_side_size
 from data.errors import ClipError, ClipTooShort, CorruptClip, NoAudioStream, NoVideoStream
@@ -40,13 +43,14 @@ def _video(c, t0: float, t1: float | None, tgt: Target, enc_factory) -> tuple[Mp
     k = 0  # next output frame index; its time is t0 + k / fps
     prev = None
     size = None
+    scaler = VideoReformatter()  # one swscale context for the clip (frame.reformat makes one per frame)
 
     def emit(frame) -> None:
         nonlocal enc, size
         if enc is None:
             size = short_side_size(frame.width, frame.height, tgt.short_side)
             enc = enc_factory(size)
-        img = frame.reformat(width=size[0], height=size[1], format="rgb24").to_ndarray()
+        img = scaler.reformat(frame, width=size[0], height=size[1], format="rgb24", threads=1).to_ndarray()
         enc.add_frames(img)
 
     for frame in c.decode(stream):

@@ -145,3 +145,159 @@ def test_prepare_esc50_audio_only(tmp_path):
                                        temporal_views=2))
     assert "video" not in b and b["audio"].shape == (1, 2, 1, 1, 40, 32) and b["label"].tolist() == [2]
     assert json.loads((task / "classes.json").read_text())["num_classes"] == 3
+
+
+def test_transcode_frames_bit_identical_with_one_scaler(tmp_path, monkeypatch):
+    """The preparer resizes through one swscale context per clip: the frames handed to the encoder equal
+    PyAV's per-frame `frame.reformat(...)` of the source frames (what it did before), pixel for pixel."""
+    import av
+    import numpy as np
+
+    import data.transcode
+    from data.encode import Mp4Encoder, short_side_size
+    from data.transcode import Target, transcode
+
+    src = write_file_video(tmp_path / "src.avi", duration=2.0, fps=8, size=(64, 48), rate=None, container="avi")
+    w, h = short_side_size(64, 48, 40)
+    with av.open(str(src)) as c:
+        ref = [f.reformat(width=w, height=h, format="rgb24").to_ndarray() for f in c.decode(c.streams.video[0])]
+    got, made = [], []
+    real_add = Mp4Encoder.add_frames
+    real_cls = data.transcode.VideoReformatter
+
+    def add_frames(self, frames):
+        got.append(np.array(frames))
+        return real_add(self, frames)
+
+    def counting():
+        made.append(1)
+        return real_cls()
+
+    monkeypatch.setattr(Mp4Encoder, "add_frames", add_frames)
+    monkeypatch.setattr(data.transcode, "VideoReformatter", counting)
+    _, fields = transcode(str(src), None, None, Target(fps=8, short_side=40, min_seconds=1.0))
+    assert fields["duration"] == 2.0 and len(ref) == len(got) == 16
+    assert all(np.array_equal(a.reshape(b.shape), b) for a, b in zip(got, ref))
+    assert len(made) == 1
+
+
+def test_pretrain_min_seconds_is_the_loaders_requirement():
+    """The preparer's default minimum for a pretraining set is exactly the shortest clip the pretraining
+    loader accepts (the whole clip less the short tolerance): one rule in data.sampling, no drift."""
+    import pytest
+
+    from data.config import DataConfig
+    from data.errors import ClipTooShort
+    from data.prepare import default_min_seconds
+    from data.sampling import pretrain_plan
+
+    for cfg in (DataConfig(), tiny_cfg(4)):
+        v, a = cfg.video, cfg.audio
+        clip = cfg.segments * v.segment_seconds
+        for dataset in ("kinetics700", "audioset"):
+            m = default_min_seconds(dataset, clip, v.fps, cfg)
+            assert clip - cfg.short_tolerance_s - 1 / v.fps < m <= clip - cfg.short_tolerance_s + 1e-9
+            pretrain_plan(m, v.fps, v.frames_per_segment, cfg.segments, a.sample_rate, None, cfg.short_tolerance_s)
+            with pytest.raises(ClipTooShort):
+                pretrain_plan(m - 1 / v.fps, v.fps, v.frames_per_segment, cfg.segments, a.sample_rate, None,
+                              cfg.short_tolerance_s)
+        assert default_min_seconds("ucf101", None, v.fps, cfg) == v.segment_seconds  # downstream: one segment
+
+
+def test_prepare_kinetics_skips_short_sources_for_pretraining(tmp_path, capsys):
+    """Trimmed sources shorter than the pretraining clip are skipped (and counted) at preparation time,
+    not written and then dropped by every epoch of the loader; --min-seconds overrides explicitly."""
+    from data import skipped
+    from data.pipeline import make_pretrain_loader
+
+    vids = tmp_path / "videos"
+    vids.mkdir()
+    write_file_video(vids / "aaa.avi", duration=6.0, fps=10, size=(48, 40), container="avi")  # full video
+    write_file_video(vids / "bbb_000001_000003.avi", duration=2.0, fps=10, size=(48, 40), container="avi")
+    write_file_video(vids / "ccc_000001_000003.avi", duration=4.0, fps=10, size=(48, 40), container="avi")
+    csv = tmp_path / "train.csv"
+    csv.write_text("label,youtube_id,time_start,time_end,split\n"
+                   "a,aaa,1,3,train\nb,bbb,1,3,train\na,ccc,1,3,train\n")
+    args = ["kinetics700", "--videos", str(vids), "--manifest", str(csv), "--out", str(tmp_path / "out"),
+            "--workers", "1", "--fps", "8", "--short-side", "40", "--audio-rate", "8000", "--clip-seconds", "4",
+            "--val-fraction", "0"]
+    assert prepare_main(args) == 0
+    folder = tmp_path / "out" / "kinetics700" / "train"
+    man = read_manifest(folder)
+    assert sorted(i for ids in man["ids"].values() for i in ids) == ["aaa_000001_000003", "ccc_000001_000003"]
+    assert [r.split(" ")[0] for _, r in man["extra"]["skipped"]] == ["too_short"]
+    assert man["meta"]["min_seconds"] == 3.75  # 4 s clip, 0.25 s tolerance, at 8 fps
+    out = capsys.readouterr().out
+    assert "skipped: {'too_short': 1}" in out and "--min-seconds" in out
+    skipped.reset()
+    loader = make_pretrain_loader(tiny_cfg(4), folder, batch_size=1, batches_per_epoch=4)
+    assert sorted({k for b in loader for k in b["key"]}) == ["aaa_000001_000003", "ccc_000001_000003"]
+    assert skipped.skipped_summary() == {}
+    assert prepare_main([*args, "--min-seconds", "1", "--overwrite"]) == 0  # explicit override keeps it
+    assert read_manifest(folder)["total"] == 3
+
+
+def _ucf(tmp_path, train_audio: list[bool], test_audio: list[bool]):
+    vids, splits = tmp_path / "videos", tmp_path / "splits"
+    (vids / "Archery").mkdir(parents=True)
+    splits.mkdir()
+    (splits / "classInd.txt").write_text("1 Archery\n")
+    for name, flags in (("trainlist01.txt", train_audio), ("testlist01.txt", test_audio)):
+        lines = []
+        for i, audio in enumerate(flags):
+            stem = f"v_Archery_g{name[:2]}{i}_c01"
+            write_file_video(vids / "Archery" / f"{stem}.avi", duration=2.0, fps=8, size=(48, 40),
+                             rate=16000 if audio else None, container="avi")
+            lines.append(f"Archery/{stem}.avi" + (" 1" if name.startswith("train") else ""))
+        (splits / name).write_text("\n".join(lines) + "\n")
+    return ["ucf101", "--videos", str(vids), "--manifest", str(splits), "--out", str(tmp_path / "out"), "--split", "1",
+            "--workers", "1", "--fps", "8", "--short-side", "40", "--audio-rate", "8000", "--min-seconds", "1",
+            "--val-fraction", "0"]
+
+
+def test_manifest_modalities_are_what_the_clips_carry(tmp_path):
+    """A split whose clips have no audio lists only "visual", so the default loader reads every clip; a
+    split where only some clips have audio defaults to visual too (audio on request); all-audio keeps both."""
+    from data import skipped
+    from data.pipeline import make_downstream_loader
+
+    assert prepare_main(_ucf(tmp_path, [False, False, False], [True, False])) == 0
+    task = tmp_path / "out" / "ucf101" / "split1"
+    train, test = read_manifest(task / "train")["meta"], read_manifest(task / "test")["meta"]
+    assert train["modalities"] == ["visual"] and train["clip_modalities"] == {"visual": 3, "audio": 0}
+    assert test["modalities"] == ["visual"] and test["clip_modalities"] == {"visual": 2, "audio": 1}
+    assert read_classes(task)["modalities"] == ["visual"]
+    skipped.reset()
+    cfg = tiny_cfg(2)
+    (b,) = list(make_downstream_loader(cfg, task, "train", segments=1, train=False, batch_size=4))
+    assert len(b["key"]) == 3 and "audio" not in b and skipped.skipped_summary() == {}
+    (b,) = list(make_downstream_loader(cfg, task, "test", segments=1, train=False, batch_size=4,
+                                       modalities=["visual", "audio"]))  # asked for: clips without audio skipped
+    assert len(b["key"]) == 1 and "audio" in b and skipped.report_skipped() == {"no_audio": 1}
+
+    both = tmp_path / "both"
+    both.mkdir()
+    assert prepare_main(_ucf(both, [True, True], [True])) == 0
+    task = both / "out" / "ucf101" / "split1"
+    assert read_manifest(task / "train")["meta"]["modalities"] == ["visual", "audio"]
+    assert read_classes(task)["modalities"] == ["visual", "audio"]
+    (b,) = list(make_downstream_loader(cfg, task, "train", segments=1, train=False, batch_size=4))
+    assert len(b["key"]) == 2 and "audio" in b and "video" in b
+
+
+def test_prepare_cuts_enough_shards_for_the_loader_slots(tmp_path):
+    """At least --shards shards per split (default 128) when there are that many clips, so loader slots
+    split shards instead of every slot reading every shard."""
+    from data.prepare import DEFAULT_SHARDS, shard_maxcount
+
+    assert DEFAULT_SHARDS >= 8 * 10
+    for n in (10, 127, 128, 129, 10_000, 545_000):
+        per = shard_maxcount(n, DEFAULT_SHARDS, 100_000)
+        assert -(-n // per) >= min(n, DEFAULT_SHARDS)
+    assert shard_maxcount(10_000, 0, 500) == 500  # 0: only --maxcount / --maxsize
+    args = _ucf(tmp_path, [False] * 4, [False])
+    assert prepare_main(args) == 0
+    task = tmp_path / "out" / "ucf101" / "split1"
+    assert len(read_manifest(task / "train")["shards"]) == 4
+    assert prepare_main([*args, "--shards", "2", "--overwrite"]) == 0
+    assert list(read_manifest(task / "train")["shards"].values()) == [2, 2]

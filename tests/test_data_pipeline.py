@@ -150,3 +150,48 @@ def test_downstream_train_single_label_and_audio_only(tmp_path, clips):
     write_task(tmp_path / "esc", {"train": aud}, ["a", "b"], modalities=("audio",))
     b = next(iter(make_downstream_loader(tiny_cfg(), tmp_path / "esc", "train", segments=2, train=True, batch_size=2)))
     assert "video" not in b and b["audio"].shape == (2, 2, 1, 40, 32)
+
+
+def test_out_of_range_single_label_is_bad_metadata(tmp_path, clips):
+    """label >= num_classes (or negative, or not an integer) is skipped as bad metadata, never fed to the loss."""
+    from data.errors import BadMetadata
+    from data.samples import SampleSpec, process_sample
+    from data.shards import make_sample
+
+    spec = SampleSpec(mode="eval", segments=1, multilabel=False, num_classes=2)
+    for bad in (2, 7, -1, "1", 1.5, True, None):
+        sample = make_sample("x", clips[4.0], meta("x", 4.0, label=bad))
+        with pytest.raises(BadMetadata):
+            process_sample(sample, tiny_cfg(), spec, check=True)
+    assert process_sample(make_sample("x", clips[4.0], meta("x", 4.0, label=1)), tiny_cfg(), spec)["label"] == 1
+    multi = SampleSpec(mode="eval", segments=1, multilabel=True, num_classes=3)
+    for bad in ([0, 3], [-1], "01", [0.5], 2):
+        with pytest.raises(BadMetadata):
+            process_sample(make_sample("x", clips[4.0], meta("x", 4.0, labels=bad)), tiny_cfg(), multi, check=True)
+    samples = [(f"c{i}", clips[4.0], meta(f"c{i}", 4.0, label=i % 2)) for i in range(4)]
+    samples += [("big", clips[4.0], meta("big", 4.0, label=2)), ("neg", clips[4.0], meta("neg", 4.0, label=-1))]
+    write_task(tmp_path / "t", {"test": samples}, ["a", "b"])
+    skipped.reset()
+    keys = [k for b in make_downstream_loader(tiny_cfg(), tmp_path / "t", "test", segments=1, train=False,
+                                              batch_size=4) for k in b["key"]]
+    assert sorted(keys) == ["c0", "c1", "c2", "c3"]
+    assert report_skipped() == {"bad_metadata": 2}
+
+
+@pytest.mark.parametrize("error", [ValueError("boom"), "clip"])
+def test_endless_unusable_samples_end_in_the_same_clear_error(tmp_path, clips, monkeypatch, error):
+    """A training stream where every sample fails stops with the RuntimeError that names the skip counts,
+    whether the samples raise ClipErrors or something unexpected (which is counted as corrupt)."""
+    import data.pipeline
+    from data.errors import CorruptClip
+
+    def broken(*args, **kwargs):
+        raise CorruptClip("bad") if error == "clip" else error
+
+    write_folder(tmp_path / "pre", _samples(clips, 3), maxcount=2)
+    monkeypatch.setattr(data.pipeline, "process_sample", broken)
+    loader = make_pretrain_loader(tiny_cfg(2), tmp_path / "pre", batch_size=1, batches_per_epoch=2, num_workers=0)
+    with pytest.raises(RuntimeError, match=r"consecutive unusable samples .*'corrupt': \d+") as info:
+        list(loader)
+    if error != "clip":
+        assert info.value.__cause__ is error  # the last sample's own error stays attached

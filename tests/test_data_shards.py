@@ -93,3 +93,57 @@ def test_odd_frame_size_round_trip():
 def test_manifest_missing_is_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match=MANIFEST):
         read_manifest(tmp_path)
+
+
+def _pyav_rgb(data: bytes) -> np.ndarray:
+    """Reference: every frame through PyAV's own per-frame conversion (what decode did before)."""
+    import io
+
+    import av
+
+    with av.open(io.BytesIO(data)) as c:
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])])
+
+
+@pytest.mark.parametrize("size", [(45, 31), (64, 48)])
+def test_decoded_frames_bit_identical_to_pyav(size):
+    """The reused scaler (one swscale context per clip) must not change a single pixel."""
+    w, h = size
+    frames = np.random.default_rng(1).integers(0, 255, (16, h, w, 3), dtype=np.uint8)
+    data = encode_clip(frames, None, 8, None)
+    ref = _pyav_rgb(data)
+    assert ref.shape == (16, h, w, 3)
+    idx = np.array([[0, 3, 3, 7], [15, 9, 12, 20]])  # repeats, out of order, past the end (last frame)
+    for threshold in (100.0, 0.5):  # read through / seek between the windows
+        dec = decode_clip(data, idx, 8, seek_threshold_s=threshold)
+        assert np.array_equal(dec.video, ref[np.minimum(idx, 15)])
+
+
+class _CountingReformatter:
+    """Stands in for av's VideoReformatter: counts instances and conversions, converts for real."""
+
+    made = 0
+    calls = 0
+
+    def __init__(self):
+        from av.video.reformatter import VideoReformatter
+
+        type(self).made += 1
+        self._real = VideoReformatter()
+
+    def reformat(self, frame, *args, **kwargs):
+        type(self).calls += 1
+        return self._real.reformat(frame, *args, **kwargs)
+
+
+def test_decode_reuses_one_scaler_per_clip(monkeypatch):
+    """A new swscale context per frame dominated decode time: one reformatter per clip."""
+    import data.decode
+
+    monkeypatch.setattr(data.decode, "VideoReformatter", _CountingReformatter)
+    monkeypatch.setattr(_CountingReformatter, "made", 0)
+    monkeypatch.setattr(_CountingReformatter, "calls", 0)
+    data = make_clip(4.0, onset=1.0)
+    dec = decode_clip(data, np.arange(32).reshape(4, 8), 8, seek_threshold_s=100.0)
+    assert dec.video.shape == (4, 8, 40, 40, 3)
+    assert _CountingReformatter.made == 1 and _CountingReformatter.calls == 32

@@ -12,8 +12,8 @@ import yaml
 from data.pipeline import make_downstream_loader, make_pretrain_loader, resolve_folder
 from data.shards import read_classes, read_manifest
 from data.synthetic import vocab
-from data.synthetic.generate import RECORD, ensure_synthetic, generate, render_clip
-from data.synthetic.spec import data_config, preset, render_params
+from data.synthetic.generate import PAPER_SHARDS, RECORD, clips_per_shard, ensure_synthetic, generate, render_clip
+from data.synthetic.spec import VERSION, data_config, preset, render_params
 from data.decode import decode_clip
 
 SMALL = dataclasses.replace(preset("tiny"), pretrain_clips=6, splits={"train": 8, "val": 2, "test": 2})
@@ -47,12 +47,13 @@ def test_same_seed_same_data_whatever_the_workers(roots):
     for t in sorted((a / "ks_like" / "train").glob("*.tar")):  # tar bytes too (fixed mtime, x264 1 thread)
         assert t.read_bytes() == (b / "ks_like" / "train" / t.name).read_bytes()
     cfg = data_config("tiny")
-    job = ("pretrain", "", 3, 1, 7, render_params(cfg), SMALL.to_json())
-    one, two = render_clip(job), render_clip(job)
+    job = ("pretrain", "train", 3, 1, 7, render_params(cfg), SMALL.to_json())
+    one, two = render_clip(job), render_clip(("pretrain", "", *job[2:]))  # "" = the pretraining split
+    assert one[0] == two[0] == "pretrain_train_000003"
     d1 = decode_clip(one[1], np.arange(64), 8, np.array([0]), 64000, 8000, duration=8.0)
     d2 = decode_clip(two[1], np.arange(64), 8, np.array([0]), 64000, 8000, duration=8.0)
     assert np.array_equal(d1.video, d2.video) and np.array_equal(d1.audio, d2.audio)
-    other = render_clip(("pretrain", "", 3, 1, 8, render_params(cfg), SMALL.to_json()))
+    other = render_clip(("pretrain", "train", 3, 1, 8, render_params(cfg), SMALL.to_json()))
     assert other[1] != one[1]
 
 
@@ -113,3 +114,63 @@ def test_tiny_preset_matches_tiny_profile():
     for k, v in prof["audio"].items():
         assert v == getattr(cfg.audio, k)
     assert cfg.resolved_synthetic_scale() == "tiny" and cfg.video.stored_short_side == 40
+
+
+def test_pretrain_ids_and_split_consistent(roots):
+    """Pretraining clips belong to split "train" everywhere: ids, sample json, sizes.json, synthetic.json."""
+    import json
+    import tarfile
+
+    root = roots[0]
+    man = read_manifest(root / "pretrain")
+    assert [i for ids in man["ids"].values() for i in ids] == [f"pretrain_train_{i:06d}" for i in range(6)]
+    assert man["meta"]["split"] == "train" and man["meta"]["version"] == VERSION
+    metas = []
+    for shard in sorted((root / "pretrain").glob("*.tar")):
+        with tarfile.open(shard) as t:
+            metas += [json.loads(t.extractfile(m).read()) for m in t.getmembers() if m.name.endswith(".json")]
+    assert len(metas) == 6 and all(m["split"] == "train" and "__" not in m["id"] for m in metas)
+    assert json.loads((root / RECORD).read_text())["clips"]["pretrain"] == {"train": 6}
+
+
+def test_root_of_an_older_generator_version_is_regenerated(tmp_path):
+    """Files of an older generator (e.g. the old pretraining ids) are replaced, never mixed with new ones."""
+    import json
+
+    cfg = data_config("tiny")
+    tiny = dataclasses.replace(SMALL, pretrain_clips=2, splits={}, tasks=())
+    root = ensure_synthetic(tmp_path / "bench", cfg, seed=0, workers=1, spec=tiny, progress=False)
+    rec = json.loads((root / RECORD).read_text())
+    (root / RECORD).write_text(json.dumps({**rec, "version": VERSION - 1}))
+    (root / "pretrain" / "from_old_generator").write_text("x")
+    assert ensure_synthetic(root, cfg, seed=0, workers=1, spec=tiny, progress=False) == root
+    assert json.loads((root / RECORD).read_text())["version"] == VERSION
+    assert not (root / "pretrain" / "from_old_generator").exists()
+    assert read_manifest(root / "pretrain")["ids"] == {"pretrain-000000.tar": ["pretrain_train_000000",
+                                                                               "pretrain_train_000001"]}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".bench.lock", "bench"]  # no .tmp-/.old- left
+    (root / RECORD).write_text(json.dumps({**rec, "version": VERSION - 1, "seed": 5}))
+    with pytest.raises(ValueError, match="different"):  # another request, not just an older generator
+        ensure_synthetic(root, cfg, seed=0, workers=1, spec=tiny, progress=False)
+
+
+def test_paper_preset_has_enough_shards_for_the_loader_slots():
+    """~4.5 MB paper clips in 1 GB shards gave ~45 shards for 10,000 clips, fewer than 8 GPUs x 10 workers."""
+    paper = preset("paper")
+    assert PAPER_SHARDS >= 8 * 10
+    for n in (paper.pretrain_clips, *paper.splits.values()):
+        per = clips_per_shard(n, "paper")
+        assert -(-n // per) >= min(n, PAPER_SHARDS) and per * 4.5e6 < 1e9  # the 1 GB cap never merges them
+    assert -(-paper.pretrain_clips // clips_per_shard(paper.pretrain_clips, "paper")) >= 128
+    assert clips_per_shard(320, "tiny") == 40 and clips_per_shard(6, "tiny", shards=3) == 2
+    assert clips_per_shard(10_000, "paper", shard_clips=7) == 7
+
+
+def test_cli_shards_option(tmp_path, capsys):
+    from data.synthetic.__main__ import main
+
+    out = tmp_path / "syn"
+    assert main(["--out", str(out), "--scale", "tiny", "--workers", "1", "--pretrain-clips", "6",
+                 "--split-clips", "1", "0", "0", "--shards", "3"]) == 0
+    assert list(read_manifest(out / "pretrain")["shards"].values()) == [2, 2, 2]
+    assert read_manifest(out / "ucf_like" / "train")["total"] == 1

@@ -8,17 +8,18 @@ from typing import Any
 
 
 def ensure_synthetic(root: Any, data_cfg: Any, seed: int = 0, workers: int | None = None, spec: Any = None,
-                     progress: bool = True):
+                     progress: bool = True, shards: int | None = None):
     from data.synthetic.generate import ensure_synthetic as _ensure
 
-    return _ensure(root, data_cfg, seed=seed, workers=workers, spec=spec, progress=progress)
+    return _ensure(root, data_cfg, seed=seed, workers=workers, spec=spec, progress=progress, shards=shards)
 
 
 def generate(root: Any, data_cfg: Any, spec: Any = None, seed: int = 0, workers: int | None = None,
-             progress: bool = True):
+             progress: bool = True, shard_clips: int | None = None, shards: int | None = None):
     from data.synthetic.generate import generate as _generate
 
-    return _generate(root, data_cfg, spec=spec, seed=seed, workers=workers, progress=progress)
+    return _generate(root, data_cfg, spec=spec, seed=seed, workers=workers, progress=progress,
+                     shard_clips=shard_clips, shards=shards)
 
 
 __all__ = ["ensure_synthetic", "generate"]

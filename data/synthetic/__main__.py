@@ -2,6 +2,8 @@
 
 Generates (or verifies) the synthetic benchmark at DIR with the scale's DataConfig (tiny = the tiny
 profile's data section, paper = the code defaults) and size preset; counts can be overridden.
+Shards: tiny 40 clips per shard, paper at least 128 shards per split (enough for 8 GPUs x 10 loader
+workers; ours), or at least --shards.
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pretrain-clips", type=int, default=None)
     p.add_argument("--split-clips", type=int, nargs=3, metavar=("TRAIN", "VAL", "TEST"), default=None)
     p.add_argument("--nuisance", type=float, default=None, help="scale all nuisances (1 = default difficulty)")
+    p.add_argument("--shards", type=int, default=None,
+                   help="at least this many shards per split (default: tiny 40 clips per shard, paper 128 shards)")
     args = p.parse_args(argv)
     cfg = data_config(args.scale)
     spec = preset(args.scale)
@@ -33,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.nuisance is not None:
         spec = dataclasses.replace(spec, nuisance=args.nuisance)
     t0 = time.time()
-    root = ensure_synthetic(args.out, cfg, seed=args.seed, workers=args.workers, spec=spec)
+    root = ensure_synthetic(args.out, cfg, seed=args.seed, workers=args.workers, spec=spec, shards=args.shards)
     rec = json.loads((root / RECORD).read_text())
     print(f"{root}: {json.dumps(rec['clips'])} (generated in {rec['wall_s']} s; this call {time.time() - t0:.1f} s)")
     return 0

@@ -1,17 +1,25 @@
 """Generate the synthetic benchmark into a root folder, in the shard format real datasets use.
 
-Layout: `pretrain/` (shards + sizes.json), `<task>/{train,val,test}/` + `<task>/classes.json` for
-ucf_like, esc_like, ks_like, charades_like, and `synthetic.json` (what was generated, written last).
+Layout: `pretrain/` (shards + sizes.json; its one split is "train": ids `pretrain_train_NNNNNN`),
+`<task>/{train,val,test}/` + `<task>/classes.json` for ucf_like, esc_like, ks_like, charades_like, and
+`synthetic.json` (what was generated, written last). Clip ids are `<task>_<split>_<index:06d>`.
+Shard size (ours): tiny keeps 40 clips per shard; paper cuts every split into at least
+PAPER_SHARDS = 128 shards (clips // 128 per shard; ~78 x 4.5 MB for the 10,000 pretraining clips)
+where 1 GB shards would give ~45, fewer than the 80 loader slots of 8 GPUs x 10 workers, which makes
+every slot read every shard (data.slots' fallback). `shards=` / `--shards` sets another minimum,
+`shard_clips=` a fixed count; the 1 GB cap still applies.
 Determinism: clip i of (task, split) is rendered from SeedSequence([seed, task, split, i]) and labels
 are a seeded balanced permutation, so the same seed gives the same ids, labels, shard manifests and
 decoded content whatever the number of worker processes (workers render, the parent writes in order;
 x264 runs single-threaded). `ensure_synthetic` is safe to call from several processes at once: a file
 lock serialises them, the first generates into a temp folder and renames it into place, the others
-find it done.
+find it done. A root written by an older generator VERSION (same seed, spec and render settings) is
+regenerated in place under the lock; any other mismatch is refused.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -31,13 +39,18 @@ from data.synthetic.render import render_audio, render_video
 from data.synthetic.scenes import sample_scene, scripts
 from data.synthetic.spec import VERSION, SyntheticSpec, preset, render_params
 
+log = logging.getLogger("data")
 RECORD = "synthetic.json"
+TINY_SHARD_CLIPS = 40  # clips per shard at the tiny scale
+PAPER_SHARDS = 128  # at least this many shards per split at the paper scale (ours, see the module docstring)
+PRETRAIN_SPLIT = "train"  # the pretraining set's one split (ids, json and sizes.json say so)
 # x264's assembly made a few clips' bitstreams (hence decoded pixels) differ between runs with
 # identical input (uninitialised reads); without it the benchmark is byte-identical per seed, at
 # more encode time, which the ultrafast preset wins back
 _ENCODE = EncodeOptions(crf=20, preset="ultrafast", aac_coder="fast", x264_params="no-asm=1")
 TASK_IDS = {"pretrain": 0, "ucf_like": 1, "esc_like": 2, "ks_like": 3, "charades_like": 4}
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
+_PRETRAIN_SEED_KEY = 9  # pretraining clips' RNG key in place of a split id (unchanged since VERSION 1)
 MODALITIES = {"pretrain": ("visual", "audio"), "ucf_like": ("visual", "audio"), "esc_like": ("audio",),
               "ks_like": ("visual", "audio"), "charades_like": ("visual", "audio")}
 DESCRIPTION = {
@@ -61,20 +74,25 @@ def class_names(task: str) -> list[str]:
     raise ValueError(task)
 
 
+def _seed_key(task: str, split: str) -> int:
+    return _PRETRAIN_SEED_KEY if task == "pretrain" else SPLIT_IDS[split]
+
+
 def _labels(task: str, split: str, n: int, seed: int, spec: SyntheticSpec) -> list[int | None]:
     """Balanced labels in a seeded order (pretrain: latent scripts; charades: decided per clip)."""
     if task == "charades_like":
         return [None] * n
     c = spec.latent_classes if task == "pretrain" else len(class_names(task))
-    rng = np.random.default_rng([int(seed), TASK_IDS[task], SPLIT_IDS.get(split, 9), 0x1AB])
+    rng = np.random.default_rng([int(seed), TASK_IDS[task], _seed_key(task, split), 0x1AB])
     return [int(x) for x in rng.permutation(np.arange(n) % c)]
 
 
 def render_clip(job: tuple) -> tuple[str, bytes, dict[str, Any]]:
     """Worker: one clip -> (id, mp4 bytes, json meta)."""
     task, split, index, label, seed, rp, spec_json = job
+    split = (split or PRETRAIN_SPLIT) if task == "pretrain" else split
     spec = SyntheticSpec(**{**spec_json, "tasks": tuple(spec_json["tasks"])})
-    rng = np.random.default_rng([int(seed), TASK_IDS[task], SPLIT_IDS.get(split, 9), int(index)])
+    rng = np.random.default_rng([int(seed), TASK_IDS[task], _seed_key(task, split), int(index)])
     seg_s = rp["frames_per_segment"] / rp["fps"]
     duration = rp["segments"] * seg_s
     scene = sample_scene(task, label, duration, seg_s, rng, spec, scripts(seed, spec))
@@ -101,8 +119,9 @@ def render_clip(job: tuple) -> tuple[str, bytes, dict[str, Any]]:
 
 def _jobs(seed: int, cfg: DataConfig, spec: SyntheticSpec) -> list[tuple[str, str, list[tuple]]]:
     rp, sj = render_params(cfg), spec.to_json()
-    out = [("pretrain", "", [("pretrain", "", i, lab, seed, rp, sj) for i, lab in
-                             enumerate(_labels("pretrain", "", spec.pretrain_clips, seed, spec))])]
+    ps = PRETRAIN_SPLIT
+    out = [("pretrain", ps, [("pretrain", ps, i, lab, seed, rp, sj) for i, lab in
+                             enumerate(_labels("pretrain", ps, spec.pretrain_clips, seed, spec))])]
     for task in spec.tasks:
         for split, n in spec.splits.items():
             out.append((task, split, [(task, split, i, lab, seed, rp, sj) for i, lab in
@@ -110,82 +129,115 @@ def _jobs(seed: int, cfg: DataConfig, spec: SyntheticSpec) -> list[tuple[str, st
     return out
 
 
+def clips_per_shard(n: int, scale: str, shard_clips: int | None = None, shards: int | None = None) -> int:
+    """Shard size for a split of `n` clips: `shard_clips` if given, else at least `shards` shards (when there
+    are that many clips), else the scale's default (tiny: 40 per shard; paper: >= PAPER_SHARDS shards)."""
+    if shard_clips:
+        return int(shard_clips)
+    if shards is None and scale == "tiny":
+        return TINY_SHARD_CLIPS
+    return max(1, int(n) // max(1, int(shards or PAPER_SHARDS)))
+
+
 def generate(root: str | Path, cfg: DataConfig, spec: SyntheticSpec | None = None, seed: int = 0,
-             workers: int | None = None, progress: bool = True, shard_clips: int | None = None) -> Path:
-    """Write the whole benchmark into `root` (which should be empty); returns root."""
+             workers: int | None = None, progress: bool = True, shard_clips: int | None = None,
+             shards: int | None = None) -> Path:
+    """Write the whole benchmark into `root` (which should be empty); returns root. Shard sizes: see
+    clips_per_shard (shard_clips: fixed clips per shard; shards: minimum shards per split)."""
     spec = spec or preset(cfg.resolved_synthetic_scale())
     root = Path(root)
     t0 = time.time()
     groups = _jobs(seed, cfg, spec)
     total = sum(len(j) for _, _, j in groups)
     workers = max(1, min(os.cpu_count() or 1, 8) if workers is None else int(workers))
-    per_shard = shard_clips or (40 if cfg.resolved_synthetic_scale() == "tiny" else 500)
     rp = render_params(cfg)
     bar = tqdm(total=total, desc=f"synthetic -> {root}", unit="clip", disable=not progress, dynamic_ncols=True)
     counts: dict[str, dict[str, int]] = {}
     try:
         for task, split, jobs in groups:
-            folder = root / task / split if split else root / task
-            meta = {"modalities": list(MODALITIES[task]), "task": task, "split": split or "train",
+            pre = task == "pretrain"
+            folder = root / task if pre else root / task / split
+            meta = {"modalities": list(MODALITIES[task]), "task": task, "split": split,
                     "generator": "data.synthetic", "version": VERSION, **rp}
+            per_shard = clips_per_shard(len(jobs), cfg.resolved_synthetic_scale(), shard_clips, shards)
             results = ordered_map(render_clip, jobs, workers, chunksize=4)
             try:
-                with ShardWriter(folder, prefix=split or "pretrain", maxcount=per_shard, meta=meta) as w:
+                with ShardWriter(folder, prefix="pretrain" if pre else split, maxcount=per_shard, meta=meta) as w:
                     for clip_id, mp4, m in results:
                         w.write(make_sample(clip_id, mp4, m))
                         bar.update(1)
             finally:
                 results.close()
-            counts.setdefault(task, {})[split or "train"] = len(jobs)
-            if split:
+            counts.setdefault(task, {})[split] = len(jobs)
+            if not pre:
                 write_classes(root / task, class_names(task), task == "charades_like",
                               modalities=list(MODALITIES[task]), description=DESCRIPTION[task])
     finally:
         bar.close()
     atomic_write_json(root / RECORD, {"version": VERSION, "seed": int(seed), "scale": cfg.resolved_synthetic_scale(),
                                       "render": rp, "spec": spec.to_json(), "clips": counts,
+                                      "shards": {"shard_clips": shard_clips, "min_shards": shards},
                                       "wall_s": round(time.time() - t0, 2)})
     return root
 
 
-def _check(root: Path, cfg: DataConfig, spec: SyntheticSpec, seed: int) -> None:
+def _check(root: Path, cfg: DataConfig, spec: SyntheticSpec, seed: int) -> bool:
+    """True if `root` holds this benchmark; False if it differs only in the generator VERSION (an older
+    generator's output of the same request: regenerate it); raises ValueError on any other difference."""
     rec = read_json(root / RECORD)
     want = json.loads(json.dumps({"version": VERSION, "seed": int(seed), "render": render_params(cfg),
                                   "spec": spec.to_json()}))  # tuples -> lists, as stored
     got = {k: rec.get(k) for k in want}
-    if got != want:
-        diff = sorted(k for k in want if got[k] != want[k])
-        raise ValueError(f"{root} holds a synthetic benchmark generated with different {diff}: "
-                         f"delete it or point data.root elsewhere (found {[got[k] for k in diff]}, "
-                         f"want {[want[k] for k in diff]})")
+    diff = sorted(k for k in want if got[k] != want[k])
+    if not diff:
+        return True
+    if diff == ["version"]:
+        return False
+    raise ValueError(f"{root} holds a synthetic benchmark generated with different {diff}: "
+                     f"delete it or point data.root elsewhere (found {[got[k] for k in diff]}, "
+                     f"want {[want[k] for k in diff]})")
 
 
 def ensure_synthetic(root: str | Path, data_cfg: DataConfig, seed: int = 0, workers: int | None = None,
-                     spec: SyntheticSpec | None = None, progress: bool = True) -> Path:
+                     spec: SyntheticSpec | None = None, progress: bool = True, shards: int | None = None) -> Path:
     """Generate the benchmark into `root` unless it is already there (and matches); returns root.
+    A root from an older generator VERSION (same seed, spec, render settings) is regenerated, so old
+    and new files are never mixed; any other mismatch raises ValueError. `shards`: see generate
+    (applies to what is generated now; an existing matching root is kept as it is).
 
-    Concurrency-safe: file lock + generation into a temp folder + atomic rename.
+    Concurrency-safe: file lock + generation into a temp folder + atomic rename(s).
     """
     root = Path(root).resolve()
     spec = spec or preset(data_cfg.resolved_synthetic_scale())
-    if (root / RECORD).is_file():
-        _check(root, data_cfg, spec, seed)
+    if (root / RECORD).is_file() and _check(root, data_cfg, spec, seed):
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(root.parent / f".{root.name}.lock"):
+        outdated = False
         if (root / RECORD).is_file():
-            _check(root, data_cfg, spec, seed)
-            return root
-        if root.exists():
+            if _check(root, data_cfg, spec, seed):
+                return root
+            outdated = True
+        elif root.exists():
             raise FileExistsError(f"{root} exists but holds no {RECORD}: not a synthetic benchmark root; "
                                   "remove it or choose another data.root")
-        for stale in root.parent.glob(f".{root.name}.tmp-*"):  # left by a crashed generator (lock is ours)
-            shutil.rmtree(stale, ignore_errors=True)
+        for pattern in (f".{root.name}.tmp-*", f".{root.name}.old-*"):  # left by a crashed generator (lock is ours)
+            for stale in root.parent.glob(pattern):
+                shutil.rmtree(stale, ignore_errors=True)
+        if outdated:
+            log.warning("%s was generated by synthetic generator version %s; regenerating it with version %s",
+                        root, read_json(root / RECORD).get("version"), VERSION)
         tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
+        old = root.parent / f".{root.name}.old-{os.getpid()}"
         try:
-            generate(tmp, data_cfg, spec, seed, workers, progress)
+            generate(tmp, data_cfg, spec, seed, workers, progress, shards=shards)
+            if outdated:
+                os.rename(root, old)
             os.rename(tmp, root)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
+            if old.exists() and not root.exists():  # put the outdated root back rather than leave none
+                os.rename(old, root)
             raise
+        shutil.rmtree(old, ignore_errors=True)
     return root

@@ -11,7 +11,10 @@ from dataclasses import asdict, dataclass, field
 
 from data.config import AudioConfig, DataConfig, VideoConfig
 
-VERSION = 1  # bump when rendering changes: ensure_synthetic refuses a root made by another version
+# bump when the generated files change (rendering, ids, json, layout): ensure_synthetic regenerates a root
+# made by another version. 2: pretraining clips are split "train" (ids pretrain_train_NNNNNN, json split
+# "train", was ""), paper-scale shards >= 128 per split.
+VERSION = 2
 
 
 @dataclass

@@ -1,0 +1,236 @@
+"""Loader throughput benchmark: the pretraining loader next to raw PyAV decoding of the same clips.
+
+    python -m data.bench_loader --profile tiny                            # seconds
+    python -m data.bench_loader --profile paper --clips 8 --workers 0,1,2  # 30 s paper-size clips
+
+Why: the GPU waits for data whenever the loader delivers fewer clips/s than a training step consumes
+(experiments/bench.py measures the step). clips/s per worker says how many DataLoader workers a GPU
+needs; raw PyAV decoding of the same mp4s is the reference, so the gap to it is what frame
+selection, transforms, shard reading and the DataLoader add; the per-clip breakdown splits
+process_sample into video decode, audio decode and transforms.
+
+Clips: `--clips` synthetic pretraining clips at the profile's input size (data.synthetic, in the
+shard format of the real datasets; tiny = the tiny profile's data section, paper = the DataConfig
+defaults: 15 x 32 frames at 16 fps stored at 160 px, 112 crop, 44.1 kHz, 80 x 128 log-mel),
+generated once into <cache>/<profile>/clips<N>/ and reused. Synthetic clips (shapes on noisy,
+textured backgrounds) are not real video: real footage of the same size may decode at another speed.
+Measured: (a) make_pretrain_loader per --workers value: time to first batch (worker start
+included), clips/s and segments/s over the epoch and after the first batch, and per worker;
+(b) PyAV alone in this process: open from bytes, decode every video frame to rgb24 and the whole
+audio track; (c) per-clip medians of process_sample and of its parts. The shuffle buffer is off by
+default (it holds compressed bytes: it delays the first batch, not throughput).
+Writes results/bench/loader_<profile>.json (atomically) and prints a Markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import math
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import torch
+import webdataset as wds
+from av.video.reformatter import VideoReformatter
+
+from data.config import DataConfig
+from data.decode import decode_clip
+from data.pipeline import make_pretrain_loader
+from data.samples import SampleSpec, parse_meta, process_sample
+from data.sampling import pretrain_plan
+from data.shards import read_manifest
+from data.skipped import skipped_summary
+from data.slots import plan_slot, slot_stream
+from data.synthetic import ensure_synthetic
+from data.synthetic.spec import data_config, preset
+from data.transforms import log_mel, spec_augment, video_train
+
+DEFAULT_CLIPS = {"tiny": 32, "paper": 8}
+
+
+def make_clips(cfg: DataConfig, profile: str, clips: int, cache: Path, seed: int, workers: int | None) -> Path:
+    """Pretraining shards of `clips` synthetic clips (no downstream tasks), generated once."""
+    spec = dataclasses.replace(preset(profile), pretrain_clips=clips, tasks=(), splits={})
+    name = f"clips{clips}" + (f"_seed{seed}" if seed else "")
+    root = ensure_synthetic(cache / profile / name, cfg, seed=seed, workers=workers, spec=spec)
+    return root / "pretrain"
+
+
+def raw_samples(folder: Path) -> list[dict[str, Any]]:
+    """Every sample of the folder's shards, as the loader reads them (bytes), in shard order."""
+    plan = plan_slot(dict(read_manifest(folder)["shards"]), 0, 0, 0, 1)
+    return list(slot_stream(folder, plan, 0, 0, 0, repeat=False, handler=wds.reraise_exception))
+
+
+def bench_loader(cfg: DataConfig, folder: Path, workers: int, batch_size: int, batches: int,
+                 shuffle_buffer: int) -> dict[str, Any]:
+    before = skipped_summary()
+    loader = make_pretrain_loader(cfg, folder, batch_size, batches, num_workers=workers, shuffle_buffer=shuffle_buffer)
+    clips, first, first_clips, last = 0, 0.0, 0, 0.0
+    t0 = time.perf_counter()
+    for batch in loader:
+        clips += len(batch["key"])
+        last = time.perf_counter() - t0
+        if not first_clips:
+            first, first_clips = last, clips
+    after = skipped_summary()
+    rate = clips / last
+    steady = (clips - first_clips) / (last - first) if clips > first_clips else None
+    per, segs = max(1, workers), cfg.segments
+    return {"workers": workers, "batches": batches, "clips": clips, "first_batch_s": round(first, 4),
+            "wall_s": round(last, 4), "clips_per_s": round(rate, 3), "segments_per_s": round(rate * segs, 2),
+            "clips_per_s_per_worker": round(rate / per, 3), "segments_per_s_per_worker": round(rate * segs / per, 2),
+            "clips_per_s_after_first_batch": None if steady is None else round(steady, 3),
+            "skipped": {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}}
+
+
+def bench_pyav(mp4s: list[bytes], reuse_scaler: bool = False) -> dict[str, Any]:
+    """Plain PyAV: every video frame to rgb24 and every audio frame to numpy, one demux pass per clip.
+    frame.to_ndarray(format="rgb24") (what data.decode did before it reused a scaler) sets up a swscale
+    context per frame; reuse_scaler converts through one VideoReformatter per clip instead (as data.decode
+    does, there single-threaded)."""
+    frames = samples = 0
+    t0 = time.perf_counter()
+    for data in mp4s:
+        scaler = VideoReformatter()
+        with av.open(io.BytesIO(data), "r") as c:
+            for fr in c.decode(*c.streams.video[:1], *c.streams.audio[:1]):
+                if isinstance(fr, av.VideoFrame):
+                    if reuse_scaler:
+                        scaler.reformat(fr, format="rgb24").to_ndarray()
+                    else:
+                        fr.to_ndarray(format="rgb24")
+                    frames += 1
+                else:
+                    samples += fr.to_ndarray().shape[-1]
+    wall = time.perf_counter() - t0
+    return {"clips": len(mp4s), "wall_s": round(wall, 4), "clips_per_s": round(len(mp4s) / wall, 3),
+            "video_frames": frames, "frames_per_s": round(frames / wall, 1), "audio_samples": samples}
+
+
+def _timed(fn) -> tuple[Any, float]:
+    """(fn(), milliseconds it took)."""
+    t = time.perf_counter()
+    out = fn()
+    return out, (time.perf_counter() - t) * 1e3
+
+
+def bench_parts(cfg: DataConfig, samples: list[dict[str, Any]]) -> dict[str, float]:
+    """Median ms per clip of process_sample (pretrain mode) and of its decode / transform parts."""
+    v, a = cfg.video, cfg.audio
+    spec = SampleSpec(mode="pretrain", segments=cfg.segments)
+    rec: dict[str, list[float]] = {k: [] for k in ("process_sample", "decode_video", "decode_audio",
+                                                   "video_transform", "audio_transform")}
+    for i, s in enumerate(samples):
+        dur, data = float(parse_meta(s)["duration"]), s["mp4"]
+        plan = pretrain_plan(dur, v.fps, v.frames_per_segment, cfg.segments, a.sample_rate, None, cfg.short_tolerance_s)
+        frames, t_v = _timed(lambda: decode_clip(data, plan.frames, v.fps, duration=dur,
+                                                 seek_threshold_s=cfg.seek_threshold_s).video)
+        wave, t_a = _timed(lambda: decode_clip(data, None, 0.0, plan.audio_starts, plan.audio_length, a.sample_rate,
+                                               duration=dur, seek_threshold_s=cfg.seek_threshold_s).audio)
+        g = torch.Generator().manual_seed(i)
+        _, t_vt = _timed(lambda: video_train(torch.from_numpy(frames[0]), v, g))
+        _, t_at = _timed(lambda: spec_augment(log_mel(torch.from_numpy(wave), a)[0], a, g))
+        _, t_all = _timed(lambda: process_sample(s, cfg, spec, np.random.SeedSequence(i)))
+        for k, t in zip(rec, (t_all, t_v, t_a, t_vt, t_at)):
+            rec[k].append(t)
+    return {k: round(statistics.median(x), 3) for k, x in rec.items()}
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+    except OSError:
+        return platform.processor()
+
+
+def table(report: dict[str, Any]) -> str:
+    d = report["data"]
+    lines = [f"{report['profile']}: {d['clips']} clips of {d['segments']} x {d['frames_per_segment']} frames "
+             f"({d['clip_seconds']:g} s) at {d['stored_size']} px, audio {d['audio_rate']} Hz; "
+             f"batch {report['settings']['batch_size']}, {report['device']['cpu_count']} CPUs", "",
+             "| what | workers | first batch s | clips/s | segments/s | clips/s per worker | frames/s |",
+             "|---|---|---|---|---|---|---|"]
+    fpc = d["segments"] * d["frames_per_segment"]
+    for r in report["loader"]:
+        lines.append(f"| make_pretrain_loader | {r['workers']} | {r['first_batch_s']:.3f} | {r['clips_per_s']:.2f} | "
+                     f"{r['segments_per_s']:.1f} | {r['clips_per_s_per_worker']:.2f} | {r['clips_per_s'] * fpc:.0f} |")
+    for name, what in (("pyav_raw", "PyAV decode only"), ("pyav_raw_reused_scaler", "PyAV, one scaler per clip")):
+        p = report[name]
+        lines.append(f"| {what} | 0 | - | {p['clips_per_s']:.2f} | {p['clips_per_s'] * d['segments']:.1f} | "
+                     f"{p['clips_per_s']:.2f} | {p['frames_per_s']:.0f} |")
+    parts = report["per_clip_ms"]
+    lines += ["", "| per clip (median ms) | " + " | ".join(parts) + " |", "|---|" + "---|" * len(parts),
+              "| | " + " | ".join(f"{x:.1f}" for x in parts.values()) + " |"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from experiments import paths
+    from experiments.io_utils import atomic_write_json
+    from experiments.provenance import git_state, versions
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = argparse.ArgumentParser(prog="python -m data.bench_loader", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", choices=("tiny", "paper"), default="tiny")
+    ap.add_argument("--clips", type=int, default=0, help=f"clips to generate (default {DEFAULT_CLIPS})")
+    ap.add_argument("--workers", default="0,1,2", help="comma-separated DataLoader worker counts")
+    ap.add_argument("--batch-size", type=int, default=2)
+    ap.add_argument("--passes", type=float, default=1.0, help="loader epoch length in passes over the clips")
+    ap.add_argument("--shuffle-buffer", type=int, default=0, help="loader sample shuffle buffer (0 = off)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of this process (workers use 1)")
+    ap.add_argument("--gen-workers", type=int, default=None, help="processes for generating the clips")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cache", default="data/cache/bench", help="where generated clips are kept")
+    ap.add_argument("--out", default="", help="result file (default results/bench/loader_<profile>.json)")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    cfg = data_config(args.profile)
+    clips = args.clips or DEFAULT_CLIPS[args.profile]
+    folder = make_clips(cfg, args.profile, clips, paths.resolve(args.cache), args.seed, args.gen_workers)
+    man = read_manifest(folder)
+    samples = raw_samples(folder)
+    mp4s = [s["mp4"] for s in samples]
+    batches = max(1, math.ceil(args.passes * clips / args.batch_size))
+    workers = [int(w) for w in args.workers.split(",") if w.strip()]
+    loader = []
+    for w in workers:
+        loader.append(bench_loader(cfg, folder, w, args.batch_size, batches, args.shuffle_buffer))
+        print(f"workers={w}: {loader[-1]['clips_per_s']:.2f} clips/s", file=sys.stderr)
+    v = cfg.video
+    report = {
+        "profile": args.profile, "command": shlex.join(["python", "-m", "data.bench_loader", *argv]),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "device": {"kind": "cpu", "cpu_count": len(os.sched_getaffinity(0)), "cpu_model": cpu_model(),
+                   "platform": platform.platform(), "torch_threads": torch.get_num_threads()},
+        "versions": versions(), "git": git_state(),
+        "data": {"folder": str(folder), "clips": len(samples), "shards": len(man["shards"]),
+                 "segments": cfg.segments, "frames_per_segment": v.frames_per_segment, "fps": v.fps,
+                 "clip_seconds": cfg.segments * v.segment_seconds, "stored_size": v.stored_short_side,
+                 "crop": v.crop, "audio_rate": cfg.audio.sample_rate,
+                 "mel": [cfg.audio.mel_bins, cfg.audio.mel_frames],
+                 "mp4_kb_mean": round(sum(map(len, mp4s)) / len(mp4s) / 1024, 1)},
+        "settings": {"batch_size": args.batch_size, "batches": batches, "shuffle_buffer": args.shuffle_buffer},
+        "loader": loader, "pyav_raw": bench_pyav(mp4s),
+        "pyav_raw_reused_scaler": bench_pyav(mp4s, reuse_scaler=True), "per_clip_ms": bench_parts(cfg, samples)}
+    out = paths.resolve(args.out or f"results/bench/loader_{args.profile}.json")
+    atomic_write_json(out, report)
+    print(table(report))
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -48,6 +48,14 @@ def _loader(cfg: RunConfig, ev: EvalConfig, task_dir: Path, split: str, train: b
         pin_memory=device is not None and device.type == "cuda")
 
 
+def _stop_point(desc: str) -> None:
+    """Evaluation passes honour a stop request at batch boundaries. Nothing is saved here: a linear
+    evaluation is redone from the start after a requeue (it is seeded, so the result is the same);
+    fine-tuning saves its training state itself before re-raising (see `finetune`)."""
+    if preemption.stop_requested():
+        raise preemption.Preempted(f"stop requested during {desc}")
+
+
 def _target(batch: dict, multilabel: bool) -> torch.Tensor:
     return batch["labels"] if multilabel else batch["label"]
 
@@ -81,12 +89,18 @@ def _selection_value(m: dict) -> float:
 @torch.no_grad()
 def extract_features(dm: DownstreamModel, loader, device, amp: bool, views: bool, multilabel: bool,
                      desc: str) -> tuple[dict, torch.Tensor]:
-    """Backbone features for a whole split, on CPU: dict of [N, (V,) ...] tensors and targets."""
+    """Backbone features for a whole split, on CPU: dict of [N, (V,) ...] tensors and targets.
+
+    `loader` is an evaluation loader (train=False), whose batches always carry a view axis [B,V,...];
+    views=False (one view per clip, V=1) drops that axis from the output."""
     dm.eval()
     feats: dict[str, list] = {}
     targets = []
     for batch in tqdm(loader, desc=desc, unit="batch", leave=False, dynamic_ncols=True):
-        video, audio, v = _inputs(batch, device, views)
+        _stop_point(desc)
+        video, audio, v = _inputs(batch, device, True)
+        if not views and v != 1:
+            raise ValueError(f"{desc}: views=False needs a one-view loader, got {v} views per clip")
         with runtime.autocast(device, amp):
             f = dm.features(video, audio)
         for k, t in f.items():
@@ -127,6 +141,7 @@ def linear_eval(cfg, ev, dm, task_dir, device, log) -> dict:
     heads = dm.head_modules()
     best, best_state, best_epoch = -1.0, None, -1
     for epoch in range(ev.epochs):
+        _stop_point(f"{ev.name}: linear head epoch {epoch}")
         for h in heads:
             h.train()
         order = torch.randperm(n, generator=g)
@@ -164,6 +179,7 @@ def evaluate_views(dm, loader, device, amp: bool, multilabel: bool, desc: str) -
     dm.eval()
     scores, targets = [], []
     for batch in tqdm(loader, desc=desc, unit="batch", leave=False, dynamic_ncols=True):
+        _stop_point(desc)
         video, audio, v = _inputs(batch, device, True)
         with runtime.autocast(device, amp):
             logits = dm.head_logits(dm.features(video, audio))
@@ -183,7 +199,7 @@ def finetune(cfg, ev, dm, task_dir, folder, cfg_hash, device, log) -> dict:
     n_train, steps_per_epoch = probe.num_samples, len(probe)
     opt = torch.optim.AdamW(param_groups(dm, ev.finetune_lr, ev.lr, ev.weight_decay))
     sched = build_scheduler(opt, _cosine(), ev.epochs * steps_per_epoch)
-    pos = {"epoch": 0, "batch": 0, "best": -1.0, "best_epoch": -1, "wall_s": 0.0}
+    pos = {"epoch": 0, "batch": 0, "best": -1.0, "best_epoch": -1, "wall_s": 0.0, "loss": None}
     best_path = f"{ev.name}.best.pt"
     state = checkpoint.load_for(folder, stage, cfg_hash, map_location=device)
     if state is not None:
@@ -194,16 +210,19 @@ def finetune(cfg, ev, dm, task_dir, folder, cfg_hash, device, log) -> dict:
         pos = dict(state["position"])
         log.write(stage=stage, event="resumed", **pos)
 
-    def save() -> None:
+    def save(rng: dict | None = None) -> None:
         checkpoint.save(folder, {"stage": stage, "config_hash": cfg_hash, "model": dm.state_dict(),
                                  "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                 "rng": runtime.rng_state(), "position": dict(pos)})
+                                 "rng": rng or runtime.rng_state(), "position": dict(pos)})
 
     t0 = time.time() - pos["wall_s"]
     while pos["epoch"] < ev.epochs:
         dm.train()
         loader = _loader(cfg, ev, task_dir, "train", True, False, epoch=pos["epoch"], skip_batches=pos["batch"], device=device)
-        for batch in tqdm(loader, desc=f"{ev.name} epoch {pos['epoch']}", unit="batch", leave=False, dynamic_ncols=True):
+        batches = runtime.rng_neutral(loader)  # no RNG draw at the (resumed) epoch start
+        loss = None
+        for batch in tqdm(batches, total=len(loader), desc=f"{ev.name} epoch {pos['epoch']}", unit="batch",
+                          leave=False, dynamic_ncols=True):
             video, audio, _ = _inputs(batch, device, False)
             with runtime.autocast(device, amp):
                 logits = dm.head_logits(dm.features(video, audio))  # per head: one loss each (released)
@@ -214,15 +233,25 @@ def finetune(cfg, ev, dm, task_dir, folder, cfg_hash, device, log) -> dict:
             sched.step()
             pos["batch"] += 1
             if preemption.stop_requested():
-                pos["wall_s"] = time.time() - t0
+                pos["wall_s"], pos["loss"] = time.time() - t0, round(loss.item(), 5)
                 save()
                 raise preemption.Preempted(f"stop requested in {stage}, epoch {pos['epoch']}")
-        val, _ = evaluate_views(dm, _loader(cfg, ev, task_dir, "val", False, True, device=device), device, amp,
-                                ev.multilabel, f"{ev.name}: val")
+        if loss is not None:  # None: a resumed epoch whose batches were all trained before the stop
+            pos["loss"] = round(loss.item(), 5)  # the epoch's last batch loss, logged with its val metrics
+        rng_before_val = runtime.rng_state()
+        try:
+            val, _ = evaluate_views(dm, _loader(cfg, ev, task_dir, "val", False, True, device=device), device, amp,
+                                    ev.multilabel, f"{ev.name}: val")
+        except preemption.Preempted:
+            # keep this epoch's training: the resumed run skips all its batches and validates again,
+            # from the RNG state the uninterrupted run validated with
+            pos["wall_s"] = time.time() - t0
+            save(rng_before_val)
+            raise
         if _selection_value(val) > pos["best"]:
             pos["best"], pos["best_epoch"] = _selection_value(val), pos["epoch"]
             checkpoint.save(folder, {"model": dm.state_dict(), "epoch": pos["epoch"]}, best_path)
-        log.write(stage=stage, epoch=pos["epoch"], loss=round(loss.item(), 5), **{f"val_{k}": v for k, v in val.items()})
+        log.write(stage=stage, epoch=pos["epoch"], loss=pos["loss"], **{f"val_{k}": v for k, v in val.items()})
         pos["epoch"] += 1
         pos["batch"] = 0
         pos["wall_s"] = time.time() - t0
@@ -242,6 +271,9 @@ def run_eval(cfg: RunConfig, ev: EvalConfig, init_state: dict | None, data_root:
     from data.pipeline import task_folder
 
     t0 = time.time()
+    # every evaluation starts from the run's seed: its result must not depend on what ran before it in
+    # this process (pretraining, other evaluations, or nothing after a requeue)
+    runtime.seed_everything(cfg.seed)
     task_dir = task_folder(data_root, ev.task, ev.split)
     info = read_classes(task_dir)
     classes = info["classes"]

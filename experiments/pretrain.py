@@ -70,6 +70,12 @@ def pretrain(cfg: RunConfig, model: torch.nn.Module, data_root: Path, folder: Pa
         runtime.set_rng_state(state["rng"][env.rank] if env.rank < len(state["rng"]) else state["rng"][0])
         pos = dict(state["position"])
         log.write(stage=STAGE, event="resumed", **pos)
+    # the logging window in progress (sums of the per-step losses since the last log line): part of
+    # the checkpoint, so a window that spans a stop averages the same steps as without the stop
+    window = (state or {}).get("log_window") or {"steps": 0, "sums": {}}
+    running: dict[str, torch.Tensor] = {k: torch.tensor(v, dtype=torch.float32, device=device)
+                                        for k, v in window["sums"].items()}
+    steps_since = int(window["steps"])
 
     train_module = module
     if env.world_size > 1:
@@ -79,14 +85,16 @@ def pretrain(cfg: RunConfig, model: torch.nn.Module, data_root: Path, folder: Pa
         train_module = torch.compile(train_module)
 
     accum = pc.optim.accum_steps
-    boundary = {"position": dict(pos), "rng": runtime.rng_state()}
+    boundary = {"position": dict(pos), "rng": runtime.rng_state(), "window": (dict(running), steps_since)}
     in_update = {"flag": False}
 
     def snapshot() -> dict:
         rngs = distributed.all_gather_object(boundary["rng"])
         return {"stage": STAGE, "config_hash": cfg_hash, "module": checkpoint.unwrap(module).state_dict(),
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rngs,
-                "position": dict(boundary["position"])}
+                "position": dict(boundary["position"]),
+                "log_window": {"steps": boundary["window"][1],
+                               "sums": {k: float(v) for k, v in boundary["window"][0].items()}}}
 
     def save_from_signal() -> bool:
         """submitit's checkpoint(): state of the last finished step, unless mid-update (keep old last.pt)."""
@@ -104,8 +112,7 @@ def pretrain(cfg: RunConfig, model: torch.nn.Module, data_root: Path, folder: Pa
     clips_per_step = pc.batch_size * accum * env.world_size
     bar = tqdm(total=total_steps, initial=pos["step"], desc=f"pretrain {cfg.rq}/{cfg.name}", unit="step",
                disable=env.rank != 0, dynamic_ncols=True)
-    running: dict[str, float] = {}
-    t_last, steps_since = time.time(), 0
+    t_last = time.time()
     t_stage = time.time() - pos["wall_s"]
     module.train()
     if pc.freeze_cnn:
@@ -116,7 +123,7 @@ def pretrain(cfg: RunConfig, model: torch.nn.Module, data_root: Path, folder: Pa
                 cfg.data, data_root / pc.dataset, batch_size=pc.batch_size,
                 batches_per_epoch=pc.steps_per_epoch * accum, rank=env.rank, world_size=env.world_size,
                 seed=cfg.seed, epoch=pos["epoch"], skip_batches=pos["micro"], pin_memory=device.type == "cuda")
-            for batch in loader:
+            for batch in runtime.rng_neutral(loader):  # no RNG draw at the (resumed) epoch start
                 video = batch["video"].to(device, non_blocking=True)
                 audio = batch["audio"].to(device, non_blocking=True)
                 if cfg.runtime.channels_last and device.type == "cuda":
@@ -140,9 +147,6 @@ def pretrain(cfg: RunConfig, model: torch.nn.Module, data_root: Path, folder: Pa
                 opt.zero_grad(set_to_none=True)
                 pos["step"] += 1
                 pos["wall_s"] = time.time() - t_stage
-                boundary["position"] = dict(pos)
-                boundary["rng"] = runtime.rng_state()
-                in_update["flag"] = False
                 steps_since += 1
                 bar.update(1)
                 if pos["step"] % cfg.runtime.log_every == 0 or pos["step"] == total_steps:
@@ -156,6 +160,11 @@ def pretrain(cfg: RunConfig, model: torch.nn.Module, data_root: Path, folder: Pa
                     bar.set_postfix(loss=f"{vals['loss']:.3f}", clips_s=f"{rate:.1f}")
                     pos["last"] = {k: round(v, 5) for k, v in vals.items()}
                     running, t_last, steps_since = {}, time.time(), 0
+                # the step is complete (incl. pos["last"] and the logging window): what last.pt saves
+                boundary["position"] = dict(pos)
+                boundary["rng"] = runtime.rng_state()
+                boundary["window"] = (dict(running), steps_since)
+                in_update["flag"] = False
                 stop = distributed.any_flag(preemption.stop_requested())
                 if stop or pos["step"] % pc.checkpoint_every == 0:
                     save_boundary()

@@ -56,18 +56,27 @@ class ConfigChanged(RuntimeError):
     """The run folder holds results of a different config; we refuse to mix or overwrite them."""
 
 
-def _check_folder(cfg: RunConfig, folder: Path, restart: bool) -> None:
+def _move_aside(folder: Path, why: str) -> None:
+    """Never delete a run: rename it to <name>.old-<timestamp> beside the new one."""
+    aside = folder.with_name(f"{folder.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+    folder.rename(aside)
+    print(f"moved the previous run ({why}) to {aside}")
+
+
+def _check_folder(cfg: RunConfig, folder: Path, restart: bool, fresh: bool) -> None:
+    """restart: move a folder of a different config aside; fresh: move any previous run aside."""
     old = folder / "config.yaml"
     if not old.is_file():
+        return
+    if fresh:
+        _move_aside(folder, "--no-resume")
         return
     prev = (read_metrics(folder) or {}).get("config_hash")
     stamp = (folder / "checkpoints" / "hash").read_text().strip() if (folder / "checkpoints" / "hash").is_file() else prev
     if stamp in (None, result_hash(cfg)):
         return
     if restart:
-        aside = folder.with_name(f"{folder.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
-        folder.rename(aside)
-        print(f"moved the previous run with a different config to {aside}")
+        _move_aside(folder, "a different config")
         return
     raise ConfigChanged(
         f"{folder} holds a run of a different config (hash {stamp} != {result_hash(cfg)}). "
@@ -75,7 +84,8 @@ def _check_folder(cfg: RunConfig, folder: Path, restart: bool) -> None:
 
 
 def execute(cfg: RunConfig, *, resume: bool = True, restart: bool = False) -> dict:
-    """Run (or resume, or skip) one config and return its metrics dict."""
+    """Run (or resume, or skip) one config and return its metrics dict. resume=False starts over:
+    a previous run folder is moved aside (never deleted)."""
     from experiments import distributed
     from experiments.stages import run_stages
 
@@ -85,7 +95,7 @@ def execute(cfg: RunConfig, *, resume: bool = True, restart: bool = False) -> di
     env = distributed.setup()
     try:
         if env.rank == 0:
-            _check_folder(cfg, folder, restart or not resume)
+            _check_folder(cfg, folder, restart, fresh=not resume)
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "checkpoints").mkdir(exist_ok=True)
             (folder / "checkpoints" / "hash").write_text(result_hash(cfg) + "\n")
@@ -106,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", required=True, help="run YAML (e.g. experiments/rq3_sharing/configs/part.yaml)")
     ap.add_argument("--profile", choices=("tiny", "paper", "smoke"), help="default: the YAML's profile, else tiny")
     ap.add_argument("--restart", action="store_true", help="move an existing run folder of a different config aside")
-    ap.add_argument("--no-resume", action="store_true", help="ignore last.pt and finished results; start over")
+    ap.add_argument("--no-resume", action="store_true", help="start over: move the previous run folder aside (kept as <name>.old-<time>)")
     ap.add_argument("overrides", nargs="*", help="dotted overrides, e.g. pretrain.optim.lr=1e-4")
     args = ap.parse_args(argv)
     cfg = load_config(args.config, args.overrides, args.profile)

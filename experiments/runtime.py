@@ -61,6 +61,26 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def rng_neutral(iterable):
+    """Iterate `iterable` leaving the global torch RNG as each `next()` found it.
+
+    A torch DataLoader draws its workers' base seed from the global generator when its iterator
+    starts: at the first batch of every epoch, and again at the first batch after a resume. A run
+    resumed mid-epoch would draw once more than an uninterrupted one and every later random number of
+    the training step (masking, CPP swaps, negatives, dropout) would differ. Our loaders seed
+    themselves from (seed, epoch, slot, sample index) (data.pipeline), so they do not need that draw."""
+    it = iter(iterable)
+    while True:
+        state = torch.get_rng_state()
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        finally:
+            torch.set_rng_state(state)
+        yield item
+
+
 def rng_state() -> dict:
     """All RNG states as plain types/tensors, so checkpoints load with torch.load(weights_only=True)."""
     name, keys, pos, has_gauss, cached = np.random.get_state()

@@ -123,6 +123,15 @@ def _score_views(dm: DownstreamModel, feats: dict, multilabel: bool, chunk: int 
     return torch.cat(out)
 
 
+def standardize_features(train: dict, *others: dict, eps: float = 1e-6) -> tuple[dict, ...]:
+    """Per-channel z-scores with the train split's statistics (over clips, views and segments), for
+    every feature tensor (last axis = channels). Why (ours, as MAE's linear probe puts a BatchNorm
+    without affine parameters before its head): the head's learning rate then means the same for
+    backbones whose features differ in scale, e.g. a random and a pretrained one."""
+    stats = {k: (t.flatten(0, -2).mean(0), t.flatten(0, -2).std(0) + eps) for k, t in train.items()}
+    return tuple({k: (t - stats[k][0]) / stats[k][1] for k, t in f.items()} for f in (train, *others))
+
+
 def linear_eval(cfg, ev, dm, task_dir, device, log) -> dict:
     amp = cfg.runtime.amp
     f_train, y_train = extract_features(dm, _loader(cfg, ev, task_dir, "train", False, False, device=device),
@@ -131,6 +140,8 @@ def linear_eval(cfg, ev, dm, task_dir, device, log) -> dict:
                                     device, amp, True, ev.multilabel, f"{ev.name}: val features")
     f_test, y_test = extract_features(dm, _loader(cfg, ev, task_dir, "test", False, True, device=device),
                                       device, amp, True, ev.multilabel, f"{ev.name}: test features")
+    if ev.standardize:
+        f_train, f_val, f_test = standardize_features(f_train, f_val, f_test)
     dm.to("cpu")  # the head trains on cached CPU features
     params = dm.head_parameters()
     opt = torch.optim.AdamW(params, lr=ev.lr, weight_decay=ev.weight_decay)

@@ -25,7 +25,7 @@ TO_SUBMIT = (NEW, RESUME)
 @dataclass
 class RunPlan:
     path: Path
-    name: str  # the config file's stem (what --only selects)
+    name: str  # the config file's stem (what --only selects), `<stem>_seed<N>` for --seeds N > 0
     cfg: RunConfig
     state: str = NEW
     note: str = ""
@@ -125,12 +125,21 @@ def select(found: list[Path], only: list[str] | None) -> list[Path]:
     return [by_name[n] for n in only]
 
 
-def load_plans(files: list[Path], overrides: list[str], profile: str) -> tuple[list[RunPlan], list[str]]:
-    """Load + validate every file; return the plans and the list of error messages (empty if all good)."""
+def seed_overrides(stem: str, seed: int | None) -> list[str]:
+    """Overrides of one seed's run: seed 0 keeps the config's name, seed N writes `<name>_seed<N>`."""
+    if seed is None:
+        return []
+    return [f"seed={seed}"] + ([f"name={stem}_seed{seed}"] if seed else [])
+
+
+def load_plans(files: list[Path], overrides: list[str], profile: str,
+               seeds: list[int] | None = None) -> tuple[list[RunPlan], list[str]]:
+    """Load + validate every file (once per seed when `seeds` is given); return the plans and the list
+    of error messages (empty if all good)."""
     plans, errors = [], []
-    for path in files:
+    for path, seed in ((f, s) for f in files for s in (seeds or [None])):
         try:
-            cfg = load_config(path, overrides, profile)
+            cfg = load_config(path, [*overrides, *seed_overrides(path.stem, seed)], profile)
         except ConfigError as e:
             errors.append(str(e))
             continue
@@ -139,7 +148,7 @@ def load_plans(files: list[Path], overrides: list[str], profile: str) -> tuple[l
             continue
         # absolute output_root: jobs run from a code snapshot, results must land in the real checkout
         cfg = dataclasses.replace(cfg, output_root=str(paths.resolve(cfg.output_root)))
-        plan = RunPlan(path=path, name=path.stem, cfg=cfg, config=to_dict(cfg))
+        plan = RunPlan(path=path, name=cfg.name if seed else path.stem, cfg=cfg, config=to_dict(cfg))
         if profile not in cfg.profiles:
             plan.state, plan.note = EXCLUDED, f"not part of the {profile} profile (profiles: {', '.join(cfg.profiles)})"
         else:

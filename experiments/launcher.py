@@ -69,6 +69,16 @@ class Summary:
         return 1 if any(o.status in ("failed", "unfinished") for o in self.outcomes) else 0
 
 
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds wants comma-separated integers, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"--seeds wants distinct non-negative integers, got {text!r}")
+    return seeds
+
+
 def build_parser(rq_name: str = "<rq>") -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog=f"python experiments/{rq_name}/launch.py",
@@ -87,6 +97,9 @@ def build_parser(rq_name: str = "<rq>") -> argparse.ArgumentParser:
                     help="experiments/profiles/<p>.yaml for the configs, slurm/<p>.yaml for resources (default: tiny)")
     ap.add_argument("--dry-run", action="store_true", help="print every job and its resources; submit nothing")
     ap.add_argument("--only", metavar="NAME[,NAME]", help="run only these configs (file names without .yaml)")
+    ap.add_argument("--seeds", metavar="N[,N]", type=parse_seeds,
+                    help="run every config once per seed (seed 0 keeps the config's folder name, seed N writes "
+                         "<name>_seed<N>; the tables average over them); default: the configs' own seed")
     ap.add_argument("--configs-dir", type=Path, help="default: <rq>/configs")
     ap.add_argument("--no-wait", action="store_true", help="submit and return (local runs then all start at once)")
     ap.add_argument("--no-snapshot", action="store_true", help="run jobs from the live tree instead of a copy")
@@ -110,9 +123,11 @@ def build_parser(rq_name: str = "<rq>") -> argparse.ArgumentParser:
     return ap
 
 
-def tables_command(rq: str, profile: str) -> str:
+def tables_command(rq: str, profile: str, results: Path | None = None) -> str:
+    """The table script for this RQ's runs; `--results` when they are not under the default results/."""
     script = "make_table2.py" if rq.startswith("rq5") else "make_table1.py"
-    return f"python tables/{script} --profile {profile}"
+    where = f" --results {results}" if results is not None and results != paths.repo_root() / "results" else ""
+    return f"python tables/{script} --profile {profile}{where}"
 
 
 def _print_plan(summary: Summary, plans: list[RunPlan], target: str, out: TextIO) -> None:
@@ -165,7 +180,9 @@ def print_summary(summary: Summary, out: TextIO) -> None:
     if c("submitted"):
         print("jobs keep running; relaunch the same command later to collect them (finished runs are skipped)",
               file=out)
-    print(f"tables: {tables_command(summary.rq, summary.profile)}", file=out)
+    roots = {Path(o.plan.cfg.output_root) for o in summary.outcomes}
+    print(f"tables: {tables_command(summary.rq, summary.profile, roots.pop() if len(roots) == 1 else None)}",
+          file=out)
 
 
 def ensure_data(plans: list[RunPlan], out: TextIO) -> None:
@@ -209,7 +226,7 @@ def launch(rq_dir: Path | str, argv: list[str] | None = None, *, out: TextIO | N
             args.profile, {field_: getattr(args, flag) for flag, field_ in RESOURCE_FLAGS.items()})
     except ConfigError as e:
         summary.errors.append(str(e))
-    plans, errors = load_plans(files, args.overrides, args.profile)
+    plans, errors = load_plans(files, args.overrides, args.profile, seeds=args.seeds)
     summary.errors += errors
     if summary.errors:
         print_summary(summary, out)

@@ -5,6 +5,8 @@ Two ways a job learns it must stop:
   `install()`'s handler only sets a flag. Training loops poll `stop_requested()` at step boundaries,
   save `last.pt` there (so a resumed run is bit-identical to an uninterrupted one) and raise
   `Preempted`, which run.py turns into exit code REQUEUE_EXIT_CODE; the sbatch script then requeues.
+* Forked children (DataLoader workers, data pools) must not act on these signals, which Slurm sends to
+  every process of the job step: `shield_forked_children()` (see its docstring and submitit_job.py).
 * submitit (SIGUSR2): submitit calls our Checkpointable's `checkpoint()` from inside its signal
   handler and exits right after, so there is no later step boundary. `checkpoint()` calls
   `save_now()`, which runs the saver the training loop registered: it writes the state of the last
@@ -12,7 +14,9 @@ Two ways a job learns it must stop:
 """
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 from typing import Callable
 
@@ -77,3 +81,34 @@ def save_now() -> bool:
     with _lock:
         fn = _saver[0] if _saver else None
     return bool(fn()) if fn is not None else False
+
+
+_SHIELDED = {"pid": None}
+
+
+def _shield_child() -> None:
+    """os.register_at_fork(after_in_child=...): USR1/USR2 ignored; SIGTERM blocked and taken by a thread
+    that exits the child only when its parent sent it (or the parent is gone)."""
+    try:
+        for s in (signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(s, signal.SIG_IGN)
+        parent = os.getppid()
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # inherited by the child's later threads
+
+        def watch() -> None:
+            while True:
+                info = signal.sigwaitinfo({signal.SIGTERM})
+                if info.si_pid == parent or os.getppid() != parent:
+                    os._exit(0)  # what torch's worker handler does when its parent terminates it
+
+        threading.Thread(target=watch, name="sigterm-from-parent", daemon=True).start()
+    except Exception as e:  # noqa: BLE001 - never break a fork; the child then has the default handlers
+        print(f"[preemption] could not shield forked child {os.getpid()} from job signals: {e!r}", file=sys.stderr)
+
+
+def shield_forked_children() -> None:
+    """Keep the job's signals (Slurm sends them to every process of the step) away from the processes it
+    forks from now on; once per process (an at-fork hook cannot be removed; job processes run one job)."""
+    if _SHIELDED["pid"] != os.getpid() and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_shield_child)
+        _SHIELDED["pid"] = os.getpid()

@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cfg = load_config(args.config, args.overrides, args.profile)
     preemption.install()
+    preemption.shield_forked_children()  # srun/scancel signal every process; workers must not act
     try:
         metrics = execute(cfg, resume=not args.no_resume, restart=args.restart)
     except preemption.Preempted as e:

@@ -45,6 +45,20 @@ def prepare_data(cfg: RunConfig, env) -> Path:
     return root
 
 
+def load_init_checkpoint(path: str) -> dict | None:
+    """Our state dict from `pretrain.init_checkpoint` ({"model": state_dict}, e.g. written by
+    `python -m model.convert_released` or a run's checkpoints/pretrained.pt); None when unset."""
+    if not path:
+        return None
+    file = paths.resolve(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"pretrain.init_checkpoint {file} does not exist")
+    state = torch.load(file, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise ValueError(f"pretrain.init_checkpoint {file} holds no 'model' state dict")
+    return state["model"]
+
+
 def run_stages(cfg: RunConfig, folder: Path, cfg_hash: str, env) -> dict | None:
     """All stages; returns the metrics dict on rank 0 and None on the other ranks."""
     from model.build import build_model
@@ -66,6 +80,9 @@ def run_stages(cfg: RunConfig, folder: Path, cfg_hash: str, env) -> dict | None:
 
     model = build_model(cfg.model)
     params = count_params(model)
+    initial = load_init_checkpoint(cfg.pretrain.init_checkpoint)
+    if initial is not None:
+        model.load_state_dict(initial)
     pre_path = checkpoint.checkpoint_dir(folder) / checkpoint.PRETRAINED
     if cfg.pretrain.enabled and not pre_path.is_file():
         summary = pretrain(cfg, model, data_root, folder, cfg_hash, env, device, log)
@@ -74,7 +91,7 @@ def run_stages(cfg: RunConfig, folder: Path, cfg_hash: str, env) -> dict | None:
             checkpoint.save(folder, {"model": checkpoint.unwrap(model).state_dict(), "config_hash": cfg_hash},
                             checkpoint.PRETRAINED)
             _save_partial(folder, part)
-    pretrained = None
+    pretrained = initial  # with pretraining disabled, evaluations start from init_checkpoint (if any)
     if cfg.pretrain.enabled:
         from experiments import distributed
 
@@ -88,7 +105,7 @@ def run_stages(cfg: RunConfig, folder: Path, cfg_hash: str, env) -> dict | None:
     for ev in cfg.downstream:
         if ev.name in downstream:
             continue
-        init_state = None if ev.init == "random" else pretrained  # auto: pretrained iff pretraining ran
+        init_state = None if ev.init == "random" else pretrained  # auto: pretrained iff there are such weights
         downstream[ev.name] = run_eval(cfg, ev, init_state, data_root, folder, cfg_hash, env, device, log)
         part["downstream"] = downstream
         if env.rank == 0:

@@ -12,6 +12,15 @@ Caveat (submitit issue #9): only global rank 0 receives `checkpoint()`. Other ra
 by the requeue, so anything they must keep has to be in rank 0's `last.pt` (the training loop gathers
 every rank's RNG state into it at step boundaries).
 
+Forked children (DataLoader workers, data pools) must stay out of this: Slurm signals every process of
+the job step (`scancel --signal`, `--signal=USR2@...`, preemption's SIGTERM), and a fork inherits the
+job's Python handlers, so a worker got submitit's USR2 handler (it would call checkpoint() from a stale
+copy of the training state and requeue the job a second time) and died of SIGTERM (torch's worker
+handler re-raises it), which made the main process raise "DataLoader worker ... killed by signal" in
+the middle of the checkpoint + requeue and record the job as failed. `preemption.shield_forked_children()`
+therefore makes every child the job forks ignore USR1/USR2 and ignore SIGTERM unless its parent sends
+it (multiprocessing's terminate(), as torch's own worker handler distinguishes).
+
 A user-requested clean stop also works: `scancel --signal=USR1 <job>` sets the stop flag, the loop
 saves at the next step boundary on every rank and raises `Preempted`; rank 0 then raises submitit's
 own preemption signal on itself, which goes through the same checkpoint + requeue path as above.
@@ -83,6 +92,7 @@ class RunJob(submitit.helpers.Checkpointable):
         preemption.reset()
         if managed:  # SIGUSR2/SIGTERM stay with submitit; USR1 = "save at the next step and requeue"
             preemption.install((signal.SIGUSR1,))
+            preemption.shield_forked_children()
         env = distributed.setup()
         print(f"[RunJob] {cfg.rq}/{cfg.name} target={self.target} rank={env.rank}/{env.world_size} "
               f"({env.source}) threads={threads or 'default'} restart={os.environ.get('SLURM_RESTART_COUNT', '0')} "

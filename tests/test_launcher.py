@@ -115,6 +115,20 @@ def test_local_runs_one_at_a_time_by_default(rq, tmp_path, monkeypatch):
     assert b_start >= a_done - 0.05  # array_parallelism 1: b starts only after a finished
 
 
+def test_seeds_run_every_config_once_per_seed(rq, tmp_path):
+    summary, text = run(rq, args(tmp_path, "--only", "a", "--seeds", "0,2"))
+    assert summary.exit_code == 0, text
+    assert sorted(o.plan.name for o in summary.outcomes) == ["a", "a_seed2"]
+    for folder, seed in (("a", 0), ("a_seed2", 2)):
+        metrics = json.loads((tmp_path / "results" / "rqx" / folder / "metrics.json").read_text())
+        assert metrics["status"] == "complete" and metrics["seed"] == seed and metrics["run"] == folder
+    again, _ = run(rq, args(tmp_path, "--only", "a", "--seeds", "0,2"))
+    assert [o.status for o in again.outcomes] == ["skipped", "skipped"]
+    for bad in ("1,1", "x", "-1"):
+        with pytest.raises(SystemExit):
+            run(rq, args(tmp_path, "--seeds", bad))
+
+
 def test_only_selects_runs(rq, tmp_path, no_submit):
     summary, text = run(rq, args(tmp_path, "--dry-run", "--only", "b"))
     assert "] b " in text and "] a " not in text and "1 config(s)" in text

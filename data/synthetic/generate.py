@@ -182,8 +182,9 @@ def generate(root: str | Path, cfg: DataConfig, spec: SyntheticSpec | None = Non
 
 
 def _check(root: Path, cfg: DataConfig, spec: SyntheticSpec, seed: int) -> bool:
-    """True if `root` holds this benchmark; False if it differs only in the generator VERSION (an older
-    generator's output of the same request: regenerate it); raises ValueError on any other difference."""
+    """True if `root` holds this benchmark; False if another generator VERSION made it for the same seed
+    and render settings (its spec defaults may differ too: regenerate it); raises ValueError on any other
+    difference (another request: someone else's benchmark, never overwritten)."""
     rec = read_json(root / RECORD)
     want = json.loads(json.dumps({"version": VERSION, "seed": int(seed), "render": render_params(cfg),
                                   "spec": spec.to_json()}))  # tuples -> lists, as stored
@@ -191,7 +192,7 @@ def _check(root: Path, cfg: DataConfig, spec: SyntheticSpec, seed: int) -> bool:
     diff = sorted(k for k in want if got[k] != want[k])
     if not diff:
         return True
-    if diff == ["version"]:
+    if "version" in diff and set(diff) <= {"version", "spec"}:  # a version may change the spec defaults
         return False
     raise ValueError(f"{root} holds a synthetic benchmark generated with different {diff}: "
                      f"delete it or point data.root elsewhere (found {[got[k] for k in diff]}, "
@@ -201,8 +202,8 @@ def _check(root: Path, cfg: DataConfig, spec: SyntheticSpec, seed: int) -> bool:
 def ensure_synthetic(root: str | Path, data_cfg: DataConfig, seed: int = 0, workers: int | None = None,
                      spec: SyntheticSpec | None = None, progress: bool = True, shards: int | None = None) -> Path:
     """Generate the benchmark into `root` unless it is already there (and matches); returns root.
-    A root from an older generator VERSION (same seed, spec, render settings) is regenerated, so old
-    and new files are never mixed; any other mismatch raises ValueError. `shards`: see generate
+    A root from another generator VERSION (same seed and render settings) is regenerated, so old and
+    new files are never mixed; any other mismatch raises ValueError. `shards`: see generate
     (applies to what is generated now; an existing matching root is kept as it is).
 
     Concurrency-safe: file lock + generation into a temp folder + atomic rename(s).

@@ -2,8 +2,15 @@
 
 Rendering sizes (frame size, fps, audio rate, clip length) come from the DataConfig the benchmark is
 generated for; this spec holds how many clips, how events are laid out, and how strong the nuisances
-are. `nuisance` scales every nuisance amplitude at once (0 = clean renders, 1 = the default
-difficulty, >1 harder).
+are. `nuisance` scales every nuisance amplitude at once (0 = clean renders, >1 harder).
+
+Difficulty (ours, measured with a z-scored linear probe on the CNN features of a randomly initialised
+tiny model, 200 training clips per task): at the version-2 settings (nuisance 1, hum up to 0.25, 1-2
+clutter shapes, -12..0 dB, 120 training clips) every task was at chance even for a linear probe on raw
+pixels / mean spectra, so no ablation could show anything. The defaults here (nuisance 0.5 of the
+weaker amplitudes below) leave the tasks learnable: a random tiny network reaches about 45-50 % on
+esc_like and ks_like (chance 12.5 %) while ucf_like (shape + motion) stays hard (about 10-25 %).
+`--nuisance 1` gives the harder variant.
 """
 from __future__ import annotations
 
@@ -13,15 +20,16 @@ from data.config import AudioConfig, DataConfig, VideoConfig
 
 # bump when the generated files change (rendering, ids, json, layout): ensure_synthetic regenerates a root
 # made by another version. 2: pretraining clips are split "train" (ids pretrain_train_NNNNNN, json split
-# "train", was ""), paper-scale shards >= 128 per split.
-VERSION = 2
+# "train", was ""), paper-scale shards >= 128 per split. 3: easier default nuisances (nuisance 0.5,
+# weaker hum, 0-1 clutter shapes, -6..0 dB events, fainter textures) and 200/32/64 clips per task split.
+VERSION = 3
 
 
 @dataclass
 class SyntheticSpec:
     pretrain_clips: int = 320
     # clips per downstream split
-    splits: dict[str, int] = field(default_factory=lambda: {"train": 120, "val": 24, "test": 56})
+    splits: dict[str, int] = field(default_factory=lambda: {"train": 200, "val": 32, "test": 64})
     tasks: tuple[str, ...] = ("ucf_like", "esc_like", "ks_like", "charades_like")
     latent_classes: int = 12  # pretraining scripts (a latent class = a cyclic sequence of 3 event types)
     script_prob: float = 0.8  # pretraining: chance the next event follows the script (else any type)
@@ -30,13 +38,13 @@ class SyntheticSpec:
     gap_segments: tuple[float, float] = (0.0, 0.35)  # silence between events, in segment durations
     object_size: tuple[float, float] = (0.14, 0.2)  # object radius as a fraction of the frame side
     # nuisances (multiplied by `nuisance`)
-    nuisance: float = 1.0
-    texture_amplitude: float = 0.35  # background gratings, +- in [0,1] intensity
+    nuisance: float = 0.5  # see the module docstring: why 0.5 is the default
+    texture_amplitude: float = 0.2  # background gratings, +- in [0,1] intensity
     pixel_noise: tuple[float, float] = (0.02, 0.07)  # per-pixel Gaussian std range
-    clutter_objects: tuple[int, int] = (1, 2)  # static distractor shapes from the same vocabulary
+    clutter_objects: tuple[int, int] = (0, 1)  # static distractor shapes from the same vocabulary
     noise_level: tuple[float, float] = (0.02, 0.08)  # background noise std range (tone peak ~0.3)
-    hum_level: tuple[float, float] = (0.05, 0.25)  # steady distractor tone amplitude range
-    loudness_db: tuple[float, float] = (-12.0, 0.0)  # per-event gain
+    hum_level: tuple[float, float] = (0.0, 0.06)  # steady distractor tone amplitude range
+    loudness_db: tuple[float, float] = (-6.0, 0.0)  # per-event gain
     pitch_jitter: float = 0.03  # relative, per event
 
     def to_json(self) -> dict:

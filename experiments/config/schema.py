@@ -61,6 +61,9 @@ class PretrainConfig:
     steps_per_epoch: int = 1000  # fixed epoch length: every rank runs exactly this many optimizer steps
     batch_size: int = 8  # clips per GPU per micro-batch
     freeze_cnn: bool = False  # RQ1 baseline: CNNs frozen at init, only transformers learn
+    # start from these weights instead of a random init ({"model": state_dict}, e.g. the released ones via
+    # `python -m model.convert_released`); with enabled: false the evaluations start from them
+    init_checkpoint: str = ""
     mep: MEPConfig = field(default_factory=MEPConfig)
     cpp: CPPConfig = field(default_factory=CPPConfig)
     negatives: NegativesConfig = field(default_factory=NegativesConfig)
@@ -90,6 +93,8 @@ class EvalConfig:
     weight_decay: float = 5e-6
     loss: Literal["cross_entropy", "multi_margin", "bce"] = "cross_entropy"
     dropout: float = 0.5
+    # linear protocol only (ours): z-score the cached features with train-split statistics first
+    standardize: bool = True
     split: int = 1  # official split / fold number (UCF101 1-3, HMDB51 1-3, ESC-50 1-5)
 
 
@@ -128,7 +133,8 @@ class RunConfig:
         if dup:
             raise ValueError(f"downstream names must be unique, repeated: {dup}")
         for e in self.downstream:
-            if e.init == "pretrained" and not self.pretrain.enabled:
-                raise ValueError(f"downstream '{e.name}' has init: pretrained but pretrain.enabled is false")
+            if e.init == "pretrained" and not (self.pretrain.enabled or self.pretrain.init_checkpoint):
+                raise ValueError(f"downstream '{e.name}' has init: pretrained but pretrain.enabled is false "
+                                 "and no pretrain.init_checkpoint is given")
         if not self.name or "/" in self.name:
             raise ValueError(f"name must be a non-empty folder name, got {self.name!r}")

@@ -1,28 +1,14 @@
-"""Atomic file writes: results and checkpoints are never left half-written."""
+"""Atomic file writes: results and checkpoints are never left half-written (temp file in the same
+folder + fsync + rename: `data.fsutil.atomic_write_bytes`, shared with the data tools)."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from data.fsutil import atomic_write_bytes
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over the target."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_torch_save"]
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

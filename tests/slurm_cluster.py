@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -38,3 +39,19 @@ def slurm_marks() -> list:
     if os.environ.get("AVBERT_REQUIRE_SLURM") == "1":
         pytest.fail(f"AVBERT_REQUIRE_SLURM=1 but the SLURM cluster is unusable: {problem}", pytrace=False)
     return [pytest.mark.skip(reason=problem)]
+
+
+def sacct_states(job_ids: list[str]) -> dict[str, str]:
+    """JobID -> State from sacct (first word: 'CANCELLED by 0' -> 'CANCELLED')."""
+    out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(job_ids)],
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    return {k: v.split()[0] for k, v in (line.split("|")[:2] for line in out.splitlines() if "|" in line)}
+
+
+def wait_until(predicate, timeout_s: float, what: str, poll_s: float = 0.2) -> None:
+    """Poll `predicate` until true; fail the test (never hang) after `timeout_s`."""
+    deadline = time.time() + timeout_s
+    while not predicate():
+        if time.time() > deadline:
+            pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(poll_s)

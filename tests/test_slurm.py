@@ -8,10 +8,8 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,26 +17,12 @@ import pytest
 from experiments import launcher
 from experiments.config import REPO_ROOT
 from tests.launcher_targets import starts
-from tests.slurm_cluster import slurm_marks
+from tests.slurm_cluster import sacct_states, slurm_marks, wait_until
 
 RUN = "rq: rqx\nmodel: {fusion: mid, sharing: part}\n"
 
 
 pytestmark = [pytest.mark.slurm, *slurm_marks()]
-
-
-def sacct_states(job_ids: list[str]) -> dict[str, str]:
-    out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(job_ids)],
-                         capture_output=True, text=True, timeout=30, check=True).stdout
-    return dict(line.split("|")[:2] for line in out.splitlines() if "|" in line)
-
-
-def wait_until(predicate, timeout_s: float, what: str, poll_s: float = 0.2) -> None:
-    deadline = time.time() + timeout_s
-    while not predicate():
-        if time.time() > deadline:
-            pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(poll_s)
 
 
 def step(folder: Path) -> int:

@@ -29,7 +29,7 @@ import pytest
 from experiments import launcher
 from experiments.config import REPO_ROOT
 from experiments.launch_plan import result_hash
-from tests.slurm_cluster import slurm_marks
+from tests.slurm_cluster import sacct_states, slurm_marks, wait_until
 
 pytestmark = [pytest.mark.slurm, *slurm_marks()]
 
@@ -41,20 +41,6 @@ STEPS = 12  # smoke profile: 4; more leaves room to interrupt inside pretraining
 INTERRUPT_AT = 3  # interrupt once the log shows this step (last.pt holds step 2: checkpoint_every=2)
 OVERRIDES = [f"pretrain.steps_per_epoch={STEPS}", "pretrain.checkpoint_every=2", "runtime.log_every=1"]
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE"}
-
-
-def sacct_states(job_ids: list[str]) -> dict[str, str]:
-    out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(job_ids)],
-                         capture_output=True, text=True, timeout=30, check=True).stdout
-    return {k: v.split()[0] for k, v in (line.split("|")[:2] for line in out.splitlines() if "|" in line)}
-
-
-def wait_until(predicate, timeout_s: float, what: str, poll_s: float = 0.2) -> None:
-    deadline = time.time() + timeout_s
-    while not predicate():
-        if time.time() > deadline:
-            pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(poll_s)
 
 
 def read_log(folder: Path) -> list[dict]:

@@ -20,6 +20,7 @@ use of deterministic mode in the process (torch imports its compiler stack).
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 from pathlib import Path
@@ -28,13 +29,15 @@ import pytest
 import torch
 
 import data.pipeline
-from experiments import preemption
+from data.pipeline import resolve_folder
+from data.shards import read_manifest
+from experiments import paths, preemption
 from experiments.config import load_config
 from experiments.run import execute, run_dir
 
 CONFIG = "experiments/rq3_sharing/configs/part.yaml"
 STOP_STEP = 3  # pretraining: epoch 1, one batch into it, not a checkpoint_every multiple (saved by the stop)
-STOP_FT_BATCH = 2  # fine-tuning: mid-epoch (the train split makes 4 batches of 32)
+STOP_FT_BATCH = 2  # fine-tuning: mid-epoch (the train split makes ceil(clips / 32) > 2 batches)
 CRASH_BATCH = 4  # a crash while step 4 trains: the last periodic last.pt is step 2's
 _EVAL = "task: ks_like, model: a_bert, modalities: [audio], segments: 2, spatial_crops: 1, batch_size: 32, dropout: 0.0"
 OVERRIDES = [
@@ -282,7 +285,8 @@ def test_stop_during_finetune_validation_keeps_the_epoch(run_a, tmp_path):
             _run(cfg)
     last = _weights(cfg, "last.pt")
     assert last["stage"] == "downstream:ft" and last["position"]["epoch"] == 0
-    assert last["position"]["batch"] == 4  # every training batch of the epoch (4 x 32 clips) is kept
+    train = read_manifest(resolve_folder(paths.resolve(cfg.data.root) / "ks_like", "train"))["total"]
+    assert last["position"]["batch"] == math.ceil(train / 32)  # every training batch of the epoch is kept
     metrics = _run(cfg)
     a, b = _weights(cfg_a, "last.pt"), _weights(cfg, "last.pt")
     for key in ("model", "optimizer", "scheduler", "rng", "position"):  # config_hash differs: other eval list

@@ -81,7 +81,9 @@ def test_submitit_preemption_requeues_and_resumes(rq, tmp_path, monkeypatch):
     assert first["resumed_from"] == 0 and second["resumed_from"] >= 5
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["steps"] == 30 and metrics["status"] == "complete"
-    assert sacct_states([outcome.job_id])[outcome.job_id] == "COMPLETED"
+    # the result pickle can arrive before Slurm records the job's end: wait for accounting, bounded
+    wait_until(lambda: sacct_states([outcome.job_id]).get(outcome.job_id) == "COMPLETED", 60,
+               f"sacct COMPLETED for job {outcome.job_id}", poll_s=1)
 
 
 def _plan_states(rq, args) -> str:

@@ -4,13 +4,13 @@ Rendering sizes (frame size, fps, audio rate, clip length) come from the DataCon
 generated for; this spec holds how many clips, how events are laid out, and how strong the nuisances
 are. `nuisance` scales every nuisance amplitude at once (0 = clean renders, >1 harder).
 
-Difficulty (ours, measured with a z-scored linear probe on the CNN features of a randomly initialised
-tiny model, 200 training clips per task): at the version-2 settings (nuisance 1, hum up to 0.25, 1-2
-clutter shapes, -12..0 dB, 120 training clips) every task was at chance even for a linear probe on raw
-pixels / mean spectra, so no ablation could show anything. The defaults here (nuisance 0.5 of the
-weaker amplitudes below) leave the tasks learnable: a random tiny network reaches about 45-50 % on
-esc_like and ks_like (chance 12.5 %) while ucf_like (shape + motion) stays hard (about 10-25 %).
-`--nuisance 1` gives the harder variant.
+Difficulty (ours, measured with a z-scored linear probe on the mean-pooled CNN features of a randomly
+initialised tiny model): at the version-2 settings (nuisance 1, hum up to 0.25, 1-2 clutter shapes,
+-12..0 dB, 120 training clips) that probe was at or near chance on every task (ucf_like 14 %, esc_like
+13 %, ks_like 11-30 % across inits; chance 12.5 %) and one on raw mean spectra reached 33 % on ks_like,
+so no ablation could show anything. With the defaults here (nuisance 0.5 of the weaker amplitudes
+below, 200 training clips) the same probe reaches 50 % on esc_like and 47 % on ks_like, while
+ucf_like (shape + motion) stays hard (11 %). `--nuisance 1` gives the harder variant.
 """
 from __future__ import annotations
 

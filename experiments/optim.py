@@ -25,6 +25,16 @@ def decay_groups(named_params: Iterable[tuple[str, torch.nn.Parameter]], weight_
     return [g for g in groups if g["params"]]
 
 
+def cnn_split_groups(named_params: Iterable[tuple[str, torch.nn.Parameter]], cfg: OptimConfig,
+                     cnn_prefixes: tuple[str, ...]) -> list[dict]:
+    """Decay groups for the CNNs at cfg.lr and for the rest at cfg.lr * cfg.transformer_lr_scale."""
+    named = list(named_params)
+    is_cnn = lambda n: n.startswith(cnn_prefixes)
+    groups = decay_groups([(n, p) for n, p in named if is_cnn(n)], cfg.weight_decay, cfg.lr)
+    return groups + decay_groups([(n, p) for n, p in named if not is_cnn(n)], cfg.weight_decay,
+                                 cfg.lr * cfg.transformer_lr_scale)
+
+
 def build_optimizer(groups: list[dict], cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
     """AdamW; the fused CUDA kernel on GPU (one launch for all parameters), foreach on CPU."""
     fused = device.type == "cuda"

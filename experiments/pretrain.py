@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from experiments import checkpoint, distributed, preemption, runtime
 from experiments.config import RunConfig
-from experiments.optim import build_optimizer, build_scheduler, decay_groups
+from experiments.optim import build_optimizer, build_scheduler, cnn_split_groups
 
 STAGE = "pretrain"
 
@@ -57,7 +57,8 @@ def pretrain(cfg: RunConfig, model: torch.nn.Module, data_root: Path, folder: Pa
             cnn.set_grad_checkpointing(True)
     if cfg.runtime.channels_last and device.type == "cuda":
         model.visual_cnn.to(memory_format=torch.channels_last_3d)
-    opt = build_optimizer(decay_groups(module.named_parameters(), pc.optim.weight_decay), pc.optim, device)
+    groups = cnn_split_groups(module.named_parameters(), pc.optim, ("model.visual_cnn.", "model.audio_cnn."))
+    opt = build_optimizer(groups, pc.optim, device)
     total_steps = pc.epochs * pc.steps_per_epoch
     sched = build_scheduler(opt, pc.optim, total_steps)
 

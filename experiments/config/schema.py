@@ -24,6 +24,9 @@ class OptimConfig:
     warmup_steps: int = 0
     grad_clip: float = 1.0  # ours; 0 disables
     accum_steps: int = 1
+    # ours: LR multiplier for everything outside the two CNNs (projections, transformers, heads); a
+    # deep post-LN transformer wants a smaller LR than small CNNs trained from scratch
+    transformer_lr_scale: float = 1.0
 
 
 @dataclass

@@ -130,7 +130,32 @@ def test_pretrain_ids_and_split_consistent(roots):
         with tarfile.open(shard) as t:
             metas += [json.loads(t.extractfile(m).read()) for m in t.getmembers() if m.name.endswith(".json")]
     assert len(metas) == 6 and all(m["split"] == "train" and "__" not in m["id"] for m in metas)
-    assert json.loads((root / RECORD).read_text())["clips"]["pretrain"] == {"train": 6}
+    assert json.loads((root / RECORD).read_text())["clips"]["pretrain"] == {"train": 6, "clean": 6}
+
+
+def _samples(folder):
+    import json
+    import tarfile
+
+    out = {}
+    for shard in sorted(folder.glob("*.tar")):
+        with tarfile.open(shard) as t:
+            for m in t.getmembers():
+                key, ext = m.name.split(".", 1)
+                out.setdefault(key, {})[ext] = t.extractfile(m).read()
+    return [(json.loads(v["json"]), v["mp4"]) for _, v in sorted(out.items())]
+
+
+def test_clean_pretraining_clips_are_nuisance_free_twins(roots):
+    """pretrain_clean/ holds the same scenes as pretrain/ (same events, order and latent scripts),
+    rendered without nuisances: ids pretrain_clean_*, split "clean", other bytes."""
+    root = roots[0]
+    noisy, clean = _samples(root / "pretrain"), _samples(root / "pretrain_clean")
+    assert [m["id"] for m, _ in clean] == [f"pretrain_clean_{i:06d}" for i in range(6)]
+    assert read_manifest(root / "pretrain_clean")["meta"]["split"] == "clean"
+    for (mn, vn), (mc, vc) in zip(noisy, clean):
+        assert mc["split"] == "clean" and mc["events"] == mn["events"] and mc["latent"] == mn["latent"]
+        assert vc != vn
 
 
 def test_root_of_an_older_generator_version_is_regenerated(tmp_path):

@@ -19,3 +19,24 @@ def test_pretraining_gain_check_compares_like_with_like(tmp_path):
     assert short["pretrain"]["steps"] == 1 and longer["pretrain"]["steps"] == 3
     for k in ("ucf_v_rand", "esc_a_rand", "ks_m_rand"):
         assert {x: a[k][x] for x in KEYS} == {x: b[k][x] for x in KEYS}, k
+
+
+def test_summarize_pairs_runs_and_reports_paired_margins(tmp_path, capsys):
+    import json
+
+    from experiments.probes import summarize
+
+    def run(name, seed, pre, rand, status="complete"):
+        (tmp_path / "probes" / name).mkdir(parents=True)
+        ds = {"esc_a_pre": {"top1": pre, "mAP": None}, "esc_a_rand": {"top1": rand, "mAP": None},
+              "other": {"top1": 1.0, "mAP": None}}
+        (tmp_path / "probes" / name / "metrics.json").write_text(json.dumps({"status": status, "seed": seed, "downstream": ds}))
+
+    assert summarize.main(["--results", str(tmp_path)]) == 1  # nothing yet: says so, fails
+    run("a", 0, 60.0, 50.0)
+    run("b", 1, 50.0, 48.0)
+    run("c", 2, 99.0, 0.0, status="partial")  # unfinished runs do not count
+    assert summarize.collect(tmp_path / "probes") == {"esc_a": [(0, 60.0, 50.0), (1, 50.0, 48.0)]}
+    assert summarize.main(["--results", str(tmp_path)]) == 0
+    row = capsys.readouterr().out.strip().splitlines()[-1]
+    assert row == "| esc_a | 0,1 | 55.0 ± 7.1 | 49.0 ± 1.4 | 6.0 ± 5.7 | +2.0 |"

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=None, help="processes (default: CPU count, at most 8)")
     p.add_argument("--pretrain-clips", type=int, default=None)
     p.add_argument("--split-clips", type=int, nargs=3, metavar=("TRAIN", "VAL", "TEST"), default=None)
-    p.add_argument("--nuisance", type=float, default=None, help="scale all nuisances (1 = default difficulty)")
+    p.add_argument("--nuisance", type=float, default=None, help="scale all nuisances (default 0.5; 0 = clean, 1 = harder)")
     p.add_argument("--shards", type=int, default=None,
                    help="at least this many shards per split (default: tiny 40 clips per shard, paper 128 shards)")
     args = p.parse_args(argv)

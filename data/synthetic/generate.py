@@ -1,6 +1,7 @@
 """Generate the synthetic benchmark into a root folder, in the shard format real datasets use.
 
 Layout: `pretrain/` (shards + sizes.json; its one split is "train": ids `pretrain_train_NNNNNN`),
+with `spec.clean_pretrain` also `pretrain_clean/` (split "clean": the same scenes with nuisance 0),
 `<task>/{train,val,test}/` + `<task>/classes.json` for ucf_like, esc_like, ks_like, charades_like, and
 `synthetic.json` (what was generated, written last). Clip ids are `<task>_<split>_<index:06d>`.
 Shard size (ours): tiny keeps 40 clips per shard; paper cuts every split into at least
@@ -44,6 +45,7 @@ RECORD = "synthetic.json"
 TINY_SHARD_CLIPS = 40  # clips per shard at the tiny scale
 PAPER_SHARDS = 128  # at least this many shards per split at the paper scale (ours, see the module docstring)
 PRETRAIN_SPLIT = "train"  # the pretraining set's one split (ids, json and sizes.json say so)
+CLEAN_SPLIT = "clean"  # the nuisance-free twins of the pretraining clips, in pretrain_clean/
 # x264's assembly made a few clips' bitstreams (hence decoded pixels) differ between runs with
 # identical input (uninitialised reads); without it the benchmark is byte-identical per seed, at
 # more encode time, which the ultrafast preset wins back
@@ -120,8 +122,12 @@ def render_clip(job: tuple) -> tuple[str, bytes, dict[str, Any]]:
 def _jobs(seed: int, cfg: DataConfig, spec: SyntheticSpec) -> list[tuple[str, str, list[tuple]]]:
     rp, sj = render_params(cfg), spec.to_json()
     ps = PRETRAIN_SPLIT
-    out = [("pretrain", ps, [("pretrain", ps, i, lab, seed, rp, sj) for i, lab in
-                             enumerate(_labels("pretrain", ps, spec.pretrain_clips, seed, spec))])]
+    labels = _labels("pretrain", ps, spec.pretrain_clips, seed, spec)
+    out = [("pretrain", ps, [("pretrain", ps, i, lab, seed, rp, sj) for i, lab in enumerate(labels)])]
+    if spec.clean_pretrain:  # same RNG streams (the split does not key pretraining clips): twin scenes
+        clean = {**sj, "nuisance": 0.0}
+        out.append(("pretrain", CLEAN_SPLIT, [("pretrain", CLEAN_SPLIT, i, lab, seed, rp, clean)
+                                              for i, lab in enumerate(labels)]))
     for task in spec.tasks:
         for split, n in spec.splits.items():
             out.append((task, split, [(task, split, i, lab, seed, rp, sj) for i, lab in
@@ -156,7 +162,7 @@ def generate(root: str | Path, cfg: DataConfig, spec: SyntheticSpec | None = Non
     try:
         for task, split, jobs in groups:
             pre = task == "pretrain"
-            folder = root / task if pre else root / task / split
+            folder = (root / ("pretrain_clean" if split == CLEAN_SPLIT else task)) if pre else root / task / split
             meta = {"modalities": list(MODALITIES[task]), "task": task, "split": split,
                     "generator": "data.synthetic", "version": VERSION, **rp}
             per_shard = clips_per_shard(len(jobs), cfg.resolved_synthetic_scale(), shard_clips, shards)

@@ -22,12 +22,17 @@ from data.config import AudioConfig, DataConfig, VideoConfig
 # made by another version. 2: pretraining clips are split "train" (ids pretrain_train_NNNNNN, json split
 # "train", was ""), paper-scale shards >= 128 per split. 3: easier default nuisances (nuisance 0.5,
 # weaker hum, 0-1 clutter shapes, -6..0 dB events, fainter textures) and 200/32/64 clips per task split.
-VERSION = 3
+# 4: `pretrain_clean/` (tiny), nuisance-free twins of the pretraining clips; other files as in 3.
+VERSION = 4
 
 
 @dataclass
 class SyntheticSpec:
     pretrain_clips: int = 320
+    # ours: also write `pretrain_clean/`, the same pretraining scenes rendered with nuisance 0 (the
+    # pretrained-vs-random check pretrains on it: without clip-level nuisances MEP has no clip-identity
+    # shortcut; see the README's Notes)
+    clean_pretrain: bool = True
     # clips per downstream split
     splits: dict[str, int] = field(default_factory=lambda: {"train": 200, "val": 32, "test": 64})
     tasks: tuple[str, ...] = ("ucf_like", "esc_like", "ks_like", "charades_like")
@@ -58,7 +63,8 @@ def preset(scale: str) -> SyntheticSpec:
     if scale == "tiny":
         return SyntheticSpec()
     if scale == "paper":
-        return SyntheticSpec(pretrain_clips=10_000, splits={"train": 1400, "val": 200, "test": 400})
+        return SyntheticSpec(pretrain_clips=10_000, splits={"train": 1400, "val": 200, "test": 400},
+                             clean_pretrain=False)
     raise ValueError(f"unknown synthetic scale {scale!r} (tiny | paper)")
 
 

@@ -36,6 +36,15 @@ def test_cnn_split_scales_only_the_non_cnn_parameters():
     assert all(g["lr"] == pytest.approx(0.0, abs=1e-12) for g in opt.param_groups)
 
 
+@pytest.mark.parametrize("override", ["pretrain.optim.transformer_lr_scale=0", "pretrain.optim.lr=-1e-3",
+                                      "pretrain.optim.accum_steps=0"])
+def test_nonsense_optimizer_values_fail_at_load(override):
+    from experiments.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="pretrain.optim"):
+        load_config("experiments/rq3_sharing/configs/part.yaml", [override], profile="tiny")
+
+
 def test_scale_one_is_one_learning_rate():
     cfg = OptimConfig(lr=3e-4)
     groups = cnn_split_groups(_Toy().named_parameters(), cfg, ("visual_cnn.",))

@@ -28,6 +28,11 @@ class OptimConfig:
     # deep post-LN transformer wants a smaller LR than small CNNs trained from scratch
     transformer_lr_scale: float = 1.0
 
+    def __post_init__(self) -> None:
+        if not (self.lr > 0 and self.transformer_lr_scale > 0 and self.accum_steps >= 1):
+            raise ValueError(f"lr and transformer_lr_scale must be > 0 and accum_steps >= 1, got lr={self.lr}, "
+                             f"transformer_lr_scale={self.transformer_lr_scale}, accum_steps={self.accum_steps}")
+
 
 @dataclass
 class NegativesConfig:

@@ -116,24 +116,8 @@ def test_tiny_preset_matches_tiny_profile():
     assert cfg.resolved_synthetic_scale() == "tiny" and cfg.video.stored_short_side == 40
 
 
-def test_pretrain_ids_and_split_consistent(roots):
-    """Pretraining clips belong to split "train" everywhere: ids, sample json, sizes.json, synthetic.json."""
-    import json
-    import tarfile
-
-    root = roots[0]
-    man = read_manifest(root / "pretrain")
-    assert [i for ids in man["ids"].values() for i in ids] == [f"pretrain_train_{i:06d}" for i in range(6)]
-    assert man["meta"]["split"] == "train" and man["meta"]["version"] == VERSION
-    metas = []
-    for shard in sorted((root / "pretrain").glob("*.tar")):
-        with tarfile.open(shard) as t:
-            metas += [json.loads(t.extractfile(m).read()) for m in t.getmembers() if m.name.endswith(".json")]
-    assert len(metas) == 6 and all(m["split"] == "train" and "__" not in m["id"] for m in metas)
-    assert json.loads((root / RECORD).read_text())["clips"]["pretrain"] == {"train": 6, "clean": 6}
-
-
 def _samples(folder):
+    """(sample json, mp4 bytes) of every clip in a shard folder, in sample-key order."""
     import json
     import tarfile
 
@@ -144,6 +128,19 @@ def _samples(folder):
                 key, ext = m.name.split(".", 1)
                 out.setdefault(key, {})[ext] = t.extractfile(m).read()
     return [(json.loads(v["json"]), v["mp4"]) for _, v in sorted(out.items())]
+
+
+def test_pretrain_ids_and_split_consistent(roots):
+    """Pretraining clips belong to split "train" everywhere: ids, sample json, sizes.json, synthetic.json."""
+    import json
+
+    root = roots[0]
+    man = read_manifest(root / "pretrain")
+    assert [i for ids in man["ids"].values() for i in ids] == [f"pretrain_train_{i:06d}" for i in range(6)]
+    assert man["meta"]["split"] == "train" and man["meta"]["version"] == VERSION
+    metas = [m for m, _ in _samples(root / "pretrain")]
+    assert len(metas) == 6 and all(m["split"] == "train" and "__" not in m["id"] for m in metas)
+    assert json.loads((root / RECORD).read_text())["clips"]["pretrain"] == {"train": 6, "clean": 6}
 
 
 def test_clean_pretraining_clips_are_nuisance_free_twins(roots):

@@ -27,8 +27,9 @@ def collect(root: Path) -> dict[str, list[tuple[int, float, float]]]:
             continue
         ds = m.get("downstream") or {}
         for name, d in ds.items():
-            if name.endswith("_pre") and name[:-4] + "_rand" in ds:
-                pairs.setdefault(name[:-4], []).append((int(m["seed"]), _metric(d), _metric(ds[name[:-4] + "_rand"])))
+            base = name.removesuffix("_pre")
+            if base != name and f"{base}_rand" in ds:
+                pairs.setdefault(base, []).append((int(m["seed"]), _metric(d), _metric(ds[f"{base}_rand"])))
     return pairs
 
 

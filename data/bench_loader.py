@@ -58,8 +58,8 @@ DEFAULT_CLIPS = {"tiny": 32, "paper": 8}
 
 
 def make_clips(cfg: DataConfig, profile: str, clips: int, cache: Path, seed: int, workers: int | None) -> Path:
-    """Pretraining shards of `clips` synthetic clips (no downstream tasks), generated once."""
-    spec = dataclasses.replace(preset(profile), pretrain_clips=clips, tasks=(), splits={})
+    """Pretraining shards of `clips` synthetic clips (no held-out split, no downstream tasks), generated once."""
+    spec = dataclasses.replace(preset(profile), pretrain_clips=clips, pretrain_val_clips=0, tasks=(), splits={})
     name = f"clips{clips}" + (f"_seed{seed}" if seed else "")
     root = ensure_synthetic(cache / profile / name, cfg, seed=seed, workers=workers, spec=spec)
     return root / "pretrain"

@@ -58,8 +58,9 @@ class DataConfig:
     num_workers: int = 8
     shuffle_buffer: int = 1000
     synthetic: bool = False  # generate the synthetic benchmark into `root` when it is missing
-    # synthetic benchmark size preset; auto = tiny when stored frames are <= 64 px, else paper (ours)
-    synthetic_scale: Literal["auto", "tiny", "paper"] = "auto"
+    # synthetic benchmark size preset; auto = tiny when stored frames are <= 64 px, else paper (ours);
+    # smoke = the tiny renders with a few clips per split (the test suite)
+    synthetic_scale: Literal["auto", "tiny", "smoke", "paper"] = "auto"
     prefetch_factor: int = 2  # DataLoader batches prefetched per worker
     # a clip shorter than needed by at most this much is used (last frame repeated, audio zero-padded);
     # shorter clips are skipped as too_short (ours; released code clamps frame indices)

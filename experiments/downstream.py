@@ -132,10 +132,24 @@ def standardize_features(train: dict, *others: dict, eps: float = 1e-6) -> tuple
     return tuple({k: (t - stats[k][0]) / stats[k][1] for k, t in f.items()} for f in (train, *others))
 
 
+def first_per_class(labels: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the first k clips of every class, in order (few-label evaluation)."""
+    seen: dict[int, int] = {}
+    keep = []
+    for i, y in enumerate(labels.tolist()):
+        if seen.get(y, 0) < k:
+            seen[y] = seen.get(y, 0) + 1
+            keep.append(i)
+    return torch.tensor(keep, dtype=torch.long)
+
+
 def linear_eval(cfg, ev, dm, task_dir, device, log) -> dict:
     amp = cfg.runtime.amp
     f_train, y_train = extract_features(dm, _loader(cfg, ev, task_dir, "train", False, False, device=device),
                                         device, amp, False, ev.multilabel, f"{ev.name}: train features")
+    if ev.train_per_class:
+        keep = first_per_class(y_train, ev.train_per_class)
+        f_train, y_train = {k: t[keep] for k, t in f_train.items()}, y_train[keep]
     f_val, y_val = extract_features(dm, _loader(cfg, ev, task_dir, "val", False, True, device=device),
                                     device, amp, True, ev.multilabel, f"{ev.name}: val features")
     f_test, y_test = extract_features(dm, _loader(cfg, ev, task_dir, "test", False, True, device=device),
@@ -291,10 +305,14 @@ def run_eval(cfg: RunConfig, ev: EvalConfig, init_state: dict | None, data_root:
     if bool(info.get("multilabel")) != ev.multilabel:
         raise ValueError(f"downstream '{ev.name}': multilabel={ev.multilabel} but {task_dir} is "
                          f"{'multi' if info.get('multilabel') else 'single'}-label; fix the eval config")
-    backbone = build_model(cfg.model)
+    from model.config import standard_init
+
+    # a random-init baseline gets the standard init (no zero-init residual branches): fair baselines
+    backbone = build_model(cfg.model if init_state is not None else standard_init(cfg.model))
     if init_state is not None:
         backbone.load_state_dict(init_state)
-    dm = DownstreamModel(backbone, ev.model, len(classes), tuple(ev.modalities), ev.dropout).to(device)
+    dm = DownstreamModel(backbone, ev.model, len(classes), tuple(ev.modalities), ev.dropout,
+                         mel_bins=cfg.data.audio.mel_bins).to(device)
     if cfg.runtime.channels_last and device.type == "cuda":
         backbone.visual_cnn.to(memory_format=torch.channels_last_3d)
     if ev.protocol == "linear":

@@ -42,6 +42,39 @@ def _freeze_cnns(model: torch.nn.Module) -> None:
             p.requires_grad_(False)
 
 
+@torch.no_grad()
+def heldout_metrics(cfg: RunConfig, module: PretrainModule, data_root: Path, device: torch.device, epoch: int) -> dict:
+    """CPP accuracy and MEP top-1 (masked segment vs the clip's other segments, chance 1/S) on the
+    held-out pretraining clips, in eval mode, with RNGs of their own (the training RNG is untouched)."""
+    from data.pipeline import make_pretrain_loader, resolve_folder
+    from data.shards import read_manifest
+
+    pc = cfg.pretrain
+    folder = resolve_folder(data_root / pc.heldout_dataset)
+    n = read_manifest(folder)["total"]
+    loader = make_pretrain_loader(cfg.data, folder, batch_size=pc.batch_size,
+                                  batches_per_epoch=max(1, n // pc.batch_size), seed=cfg.seed, epoch=0,
+                                  pin_memory=device.type == "cuda")
+    g = torch.Generator(device=device).manual_seed(cfg.seed + 7919 * (epoch + 1))
+    was_training = module.training
+    module.eval()
+    sums: dict[str, float] = {}
+    batches = 0
+    try:
+        for batch in runtime.rng_neutral(loader):
+            with runtime.autocast(device, cfg.runtime.amp):
+                out = module.objective(module.model, batch["video"].to(device), batch["audio"].to(device), g, heldout=True)
+            for k in ("cpp_acc", "mep_acc"):
+                sums[k] = sums.get(k, 0.0) + float(out[k])
+            batches += 1
+    finally:
+        module.train(was_training)
+        if pc.freeze_cnn:
+            _freeze_cnns(module.model)
+    return {"heldout_cpp_acc": round(sums["cpp_acc"] / batches, 4), "heldout_mep_top1": round(sums["mep_acc"] / batches, 4),
+            "heldout_mep_chance": round(1.0 / cfg.data.segments, 4), "heldout_clips": batches * pc.batch_size}
+
+
 def pretrain(cfg: RunConfig, model: torch.nn.Module, data_root: Path, folder: Path, cfg_hash: str,
              env, device: torch.device, log) -> dict:
     from data.pipeline import make_pretrain_loader
@@ -171,6 +204,9 @@ def pretrain(cfg: RunConfig, model: torch.nn.Module, data_root: Path, folder: Pa
                     save_boundary()
                 if stop:
                     raise preemption.Preempted(f"stop requested at pretraining step {pos['step']}")
+            if pc.heldout_dataset and env.rank == 0:
+                pos["heldout"] = heldout_metrics(cfg, module, data_root, device, pos["epoch"])
+                log.write(stage=STAGE, event="heldout", epoch=pos["epoch"], step=pos["step"], **pos["heldout"])
             pos["epoch"] += 1
             pos["micro"] = 0
             boundary["position"] = dict(pos)
@@ -183,4 +219,4 @@ def pretrain(cfg: RunConfig, model: torch.nn.Module, data_root: Path, folder: Pa
     save_boundary()
     # losses are the averages over the last logging window
     return {"steps": pos["step"], "wall_s": round(time.time() - t_stage, 2),
-            "clips_seen": pos["step"] * clips_per_step, **pos["last"]}
+            "clips_seen": pos["step"] * clips_per_step, **pos["last"], **pos.get("heldout", {})}

@@ -78,7 +78,10 @@ def run_stages(cfg: RunConfig, folder: Path, cfg_hash: str, env) -> dict | None:
     data_root = prepare_data(cfg, env)
     part = _partial(folder)
 
-    model = build_model(cfg.model)
+    from model.config import standard_init
+
+    # CNNs frozen at init stay random features: they get the standard init, as random-init baselines do
+    model = build_model(standard_init(cfg.model) if cfg.pretrain.freeze_cnn else cfg.model)
     params = count_params(model)
     initial = load_init_checkpoint(cfg.pretrain.init_checkpoint)
     if initial is not None:

@@ -4,11 +4,13 @@ Input [N, 1, F, T] (paper: 1 x 80 mel bins x 128 frames). Stem: separable k x 1 
 (frequency then time), stride 1, no pooling. Stages res2..res5 (3/4/6/3 bottlenecks, inner width
 w, 2w, 4w, 8w, output 4x) each downsample by 2 on both axes in their first block; the first
 `separable_stages` stages factor the middle 3x3 into 3x1 + 1x3 (cheaper on the large early maps).
-Output: global average pool -> [N, 32 * width] (1024 at paper scale).
+Output: global average pool -> [N, 32 * width] (1024 at paper scale); with `freq_bins` = k > 1 (ours,
+tiny profile) the mean over time of k frequency bands -> [N, 32 * width * k].
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -65,7 +67,8 @@ class AudioResNet(nn.Module):
                 for j in range(blocks)]))
             c_in = inner * 4
         self.stages = nn.ModuleList(stages)
-        self.out_dim = c_in
+        self.freq_bins = cfg.freq_bins
+        self.out_dim = c_in * cfg.freq_bins
         self.grad_checkpointing = False
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
@@ -75,4 +78,6 @@ class AudioResNet(nn.Module):
         x = self.stem(x)
         for stage in self.stages:
             x = checkpoint(stage, x, use_reentrant=False) if self.grad_checkpointing and self.training else stage(x)
-        return x.mean(dim=(2, 3))
+        if self.freq_bins == 1:
+            return x.mean(dim=(2, 3))
+        return F.adaptive_avg_pool2d(x, (self.freq_bins, 1)).flatten(1)

@@ -87,8 +87,8 @@ class AVBert(nn.Module):
                 nn.init.normal_(m.weight, std=std)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Embedding):
-                nn.init.normal_(m.weight, std=std)
+            elif isinstance(m, nn.Embedding):  # position and modality embeddings
+                nn.init.normal_(m.weight, std=self.cfg.position_init_std or std)
             elif isinstance(m, nn.LayerNorm):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)

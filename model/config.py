@@ -26,12 +26,18 @@ class VisualCNNConfig:
     slowfast_alpha: int = 4
     slowfast_beta_inv: int = 8
     slowfast_fusion_kernel: int = 7
+    # ours (tiny profile): average-pool the last feature map to spatial_bins x spatial_bins cells instead of
+    # one (released: 1 = global pool); the embedding is then out_channels * spatial_bins**2 wide, so a
+    # tiny CNN keeps where things are (resnet3d only)
+    spatial_bins: int = 1
 
     def __post_init__(self) -> None:
         if len(self.temporal_kernels) != len(self.stage_blocks):
             raise ValueError("visual_cnn.temporal_kernels needs one entry per stage in stage_blocks")
         if self.width < 1 or any(b < 1 for b in self.stage_blocks):
             raise ValueError("visual_cnn.width and stage_blocks must be positive")
+        if self.spatial_bins < 1 or (self.spatial_bins > 1 and self.arch != "resnet3d"):
+            raise ValueError(f"visual_cnn.spatial_bins must be >= 1 (and 1 for slowfast), got {self.spatial_bins}")
 
 
 @dataclass
@@ -42,10 +48,15 @@ class AudioCNNConfig:
     width: int = 32  # pooled output = 32 * width (1024 at paper scale)
     stem_kernel: int = 9  # separable k x 1 then 1 x k stem
     separable_stages: int = 2  # res2, res3 use 3x1 + 1x3 middle convs; later stages full 3x3
+    # ours (tiny profile): average over time only and keep freq_bins frequency bands (released: 1 =
+    # global pool); the embedding is then out_channels * freq_bins wide, so pitch survives the pooling
+    freq_bins: int = 1
 
     def __post_init__(self) -> None:
         if self.width < 1 or any(b < 1 for b in self.stage_blocks):
             raise ValueError("audio_cnn.width and stage_blocks must be positive")
+        if self.freq_bins < 1:
+            raise ValueError(f"audio_cnn.freq_bins must be >= 1, got {self.freq_bins}")
 
 
 @dataclass
@@ -79,8 +90,24 @@ class AVBertConfig:
     audio_cnn: AudioCNNConfig = field(default_factory=AudioCNNConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     init_std: float = 0.02  # ours: BERT's 0.02 for Linear/Embedding (released downstream code used 0.01)
+    # ours (tiny profile): init std of the position and modality embeddings; 0 = init_std. The tokens they
+    # are added to are LayerNormed CNN projections (unit scale), so at 0.02 "where in the clip" is 2 % of a
+    # token and a short schedule cannot grow it enough to align a visual segment with its audio
+    position_init_std: float = 0.0
     zero_init_final_bn: bool = True  # released ZERO_INIT_FINAL_BN
 
     @property
     def num_layers(self) -> int:
         return 2 if self.sharing == "multi2" else self.transformer.layers
+
+
+def standard_init(cfg: AVBertConfig) -> AVBertConfig:
+    """The config a random-init baseline is built with: no zero-initialised residual branches.
+
+    zero_init_final_bn (released, a training trick) makes every residual branch output exactly 0 at init,
+    so an untrained network's features would be the stem plus shortcut projections: a crippled
+    baseline. Features that are never trained (random-init evaluations, CNNs frozen at init) use the
+    standard initialisation instead (SPEC 4: fair baselines)."""
+    from dataclasses import replace
+
+    return replace(cfg, zero_init_final_bn=False)

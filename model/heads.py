@@ -11,6 +11,9 @@ repeated over segments), summed over heads (`downstream_loss`); released testing
 and segment, combined over heads and segments (`head_scores`; we average, the code sums: same ranking).
 A modality missing from the input drops its terms from both heads (its weight columns / projection).
 
+Reference rows (ours): v_hand / a_hand / m_hand put the concat head on hand-crafted segment statistics
+(model/handcrafted.py) instead of CNN features, so a table shows where learned features stand.
+
 Linear evaluation: `features()` (backbone, run once under no_grad and cached) -> dict of tensors;
 `head_logits(features)` is the only trainable part. Fine-tuning trains both (`param_groups`).
 """
@@ -20,7 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ROWS = ("v_cnn", "a_cnn", "m_cnn", "v_bert", "a_bert", "m_bert")
+from . import handcrafted
+
+ROWS = ("v_cnn", "a_cnn", "m_cnn", "v_bert", "a_bert", "m_bert", "v_hand", "a_hand", "m_hand")
 MODALITIES = ("visual", "audio")
 ROW_MODALITIES = {"v": ("visual",), "a": ("audio",), "m": ("visual", "audio")}
 LOSSES = ("cross_entropy", "multi_margin", "bce")
@@ -76,7 +81,7 @@ class DownstreamModel(nn.Module):
     (the head is built for the row's modalities among them)."""
 
     def __init__(self, backbone: nn.Module, row: str, num_classes: int,
-                 modalities: tuple[str, ...] | list[str] = MODALITIES, dropout: float = 0.5):
+                 modalities: tuple[str, ...] | list[str] = MODALITIES, dropout: float = 0.5, mel_bins: int = 80):
         super().__init__()
         if row not in ROWS:
             raise ValueError(f"unknown downstream model {row!r}; choose one of {', '.join(ROWS)}")
@@ -86,7 +91,9 @@ class DownstreamModel(nn.Module):
             raise ValueError(f"row {row} uses {list(wanted)} but the evaluation gives only {list(modalities)}")
         self.backbone, self.row = backbone, row
         self.use_transformer = row.endswith("bert")
-        dims = {"visual": backbone.visual_dim, "audio": backbone.audio_dim}
+        self.handcrafted = row.endswith("hand")
+        dims = handcrafted.feature_dims(mel_bins) if self.handcrafted else \
+            {"visual": backbone.visual_dim, "audio": backbone.audio_dim}
         self.concat_head = ConcatHead({m: dims[m] for m in self.modalities}, num_classes, dropout)
         self.seq_head = SequenceHead(backbone.hidden, self.modalities, num_classes, dropout) \
             if self.use_transformer else None
@@ -95,7 +102,8 @@ class DownstreamModel(nn.Module):
         """video [B,S,3,T,H,W] / audio [B,S,1,F,Tm] (None = absent) -> cacheable backbone outputs:
         cnn_<m> [B,S,D_m] per-segment pooled CNN features, and for *_bert rows seq_<m> [B,S+1,H]."""
         inputs = {"visual": video, "audio": audio}
-        encode = {"visual": self.backbone.encode_visual, "audio": self.backbone.encode_audio}
+        encode = {"visual": handcrafted.visual_features, "audio": handcrafted.audio_features} if self.handcrafted \
+            else {"visual": self.backbone.encode_visual, "audio": self.backbone.encode_audio}
         emb = {}
         for m in self.modalities:
             x = inputs[m]
@@ -135,6 +143,8 @@ class DownstreamModel(nn.Module):
     def backbone_parameters(self) -> list[nn.Parameter]:
         """The backbone parameters this row uses: the CNNs of its modalities, and for bert rows
         everything else in the backbone too (projections, embeddings, transformers)."""
+        if self.handcrafted:
+            return []
         if not self.use_transformer:
             cnns = {"visual": self.backbone.visual_cnn, "audio": self.backbone.audio_cnn}
             return [p for m in self.modalities for p in cnns[m].parameters()]

@@ -82,3 +82,13 @@ def sample_negatives(emb: torch.Tensor, positions: torch.Tensor, num: int, sampl
     if num < 1:
         raise ValueError(f"negatives.num must be >= 1, got {num}")
     return draw(candidate_probs(emb, positions, sampler, temperature, sim_cap), num, generator)
+
+
+def clip_negatives(positions: torch.Tensor, seq_len: int) -> torch.Tensor:
+    """[P,2] (b, t) -> [P, S-1] flat indices of every other segment of the same clip: the fixed,
+    sampler-independent candidate set of the held-out MEP accuracy (chance 1/S; ours)."""
+    t = torch.arange(seq_len, device=positions.device)
+    others = t[None].expand(positions.shape[0], -1)
+    keep = others != positions[:, 1:2]
+    others = others[keep].view(positions.shape[0], seq_len - 1)
+    return positions[:, :1] * seq_len + others

@@ -27,7 +27,7 @@ from torch import nn
 
 from .cpp import CPPHead, shuffle_pairs
 from .mep import MEPHead, mask_positions, mask_to_positions, masked_count
-from .negatives import flat_positions, sample_negatives
+from .negatives import clip_negatives, flat_positions, sample_negatives
 
 FUSION_STREAMS = {"early": ("multi",), "mid": ("visual", "audio", "multi"), "late": ("visual", "audio")}
 STREAM_HEADS = {"visual": ("visual",), "audio": ("audio",), "multi": ("multi_visual", "multi_audio")}
@@ -75,19 +75,21 @@ class AVPretrainObjective(nn.Module):
         self.cpp_head = CPPHead(model.hidden) if cpp.weight > 0 else None
 
     def forward(self, model: nn.Module, video: torch.Tensor, audio: torch.Tensor,
-                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                generator: torch.Generator | None = None, heldout: bool = False) -> dict[str, torch.Tensor]:
         """video [B,S,3,T,H,W], audio [B,S,1,F,Tm] -> {loss (with grad), mep, cpp, mep_acc, cpp_acc,
         mep_<stream>, mep_acc_<stream>} scalars. `generator` (masks, pairs, negatives) must live on the
         inputs' device; None uses the global RNG."""
         b, s = video.shape[:2]
         ev = model.encode_visual(video.flatten(0, 1)).view(b, s, -1)
         ea = model.encode_audio(audio.flatten(0, 1)).view(b, s, -1)
-        return self.from_embeddings(model, ev, ea, generator)
+        return self.from_embeddings(model, ev, ea, generator, heldout)
 
     def from_embeddings(self, model: nn.Module, ev: torch.Tensor, ea: torch.Tensor,
-                        generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                        generator: torch.Generator | None = None, heldout: bool = False) -> dict[str, torch.Tensor]:
         """Everything after the CNNs, from ev [B,S,Dv] and ea [B,S,Da] (also used by the benchmark
-        to time the transformer side alone)."""
+        to time the transformer side alone). heldout=True scores MEP against every other segment of
+        the same clip instead of the configured sampler's negatives (the held-out MEP accuracy, chance
+        1/S, comparable across samplers)."""
         b, s = ev.shape[:2]
         dev = ev.device
         emb = {"visual": ev, "audio": ea}
@@ -104,8 +106,9 @@ class AVPretrainObjective(nn.Module):
         draws = {}  # modality -> (positions [P,2], flat positives [P], negatives [P,K]), shared by streams
         for m in targets if per_clip else ():
             pos = mask_to_positions(masks[m], per_clip)
-            neg = sample_negatives(emb[m].detach(), pos, self.neg_cfg.num, self.neg_cfg.sampler,
-                                   self.neg_cfg.temperature, self.neg_cfg.sim_cap, generator)
+            neg = clip_negatives(pos, s) if heldout else sample_negatives(
+                emb[m].detach(), pos, self.neg_cfg.num, self.neg_cfg.sampler, self.neg_cfg.temperature,
+                self.neg_cfg.sim_cap, generator)
             draws[m] = (pos, flat_positions(pos, s), neg)
 
         zero = torch.zeros((), device=dev)

@@ -4,11 +4,13 @@ Released layout (PySlowFast with one pathway): stem conv 5x7x7, stride (2,2,2) +
 1x3x3 stride (1,2,2); bottleneck stages res2..res5 with 3/4/6/3 blocks; the first 1x1 conv of every
 block has the stage's temporal kernel (1,1,3,3), the middle conv is 1x3x3 and carries the spatial
 stride (1,2,2,2); a 1x1x1 projection shortcut on each stage's first block. Output: global average
-pool -> [N, 32 * width] (2048 at paper scale).
+pool -> [N, 32 * width] (2048 at paper scale); with `spatial_bins` = k > 1 (ours, tiny profile) the
+mean over time of k x k spatial cells -> [N, 32 * width * k * k].
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -66,7 +68,8 @@ class ResNet3D(nn.Module):
             stages.append(make_stage(c_in, inner, inner * 4, blocks, kt, 1 if i == 0 else 2))
             c_in = inner * 4
         self.stages = nn.ModuleList(stages)
-        self.out_dim = c_in
+        self.spatial_bins = cfg.spatial_bins
+        self.out_dim = c_in * cfg.spatial_bins ** 2
         self.grad_checkpointing = False
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
@@ -83,4 +86,7 @@ class ResNet3D(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.feature_map(x).mean(dim=(2, 3, 4))
+        x = self.feature_map(x)
+        if self.spatial_bins == 1:
+            return x.mean(dim=(2, 3, 4))
+        return F.adaptive_avg_pool3d(x, (1, self.spatial_bins, self.spatial_bins)).flatten(1)

@@ -1,15 +1,15 @@
 """Fill table cells from run records: refuse runs whose config does not match their row, group seeds
-(same row, same config apart from seed) and aggregate them to mean +- std; for split/fold tables,
-average seeds within a split first, then take mean +- std over splits."""
+(same row, same config apart from seed) and aggregate them to mean, std and t-based 95 % CI; for
+split/fold tables, average seeds within a split first, then aggregate over splits."""
 from __future__ import annotations
 
 import copy
-import statistics
 from dataclasses import dataclass
 import pandas as pd
 
 from tables.results_io import ConfigMismatch, ResultsError, RunRecord, get_path
 from tables.spec import MetricCol, RowSpec, RunCol
+from tables.stats import mean_ci
 
 # Keys that may differ between seeds of one row (mirrors experiments/run.py result_hash + name/seed).
 SEED_FREE_KEYS = ("name", "seed", "output_root", "runtime.log_every", "data.num_workers")
@@ -22,6 +22,7 @@ class Cell:
     status: str = "missing"
     mean: float | None = None
     std: float | None = None
+    ci95: float | None = None  # half-width of the t-based 95 % CI (None when n < 2)
     n: int = 0  # values aggregated: seeds, or splits when the row averages over splits
     n_seeds: int = 0
     splits: tuple[int, ...] = ()
@@ -111,8 +112,9 @@ def match_evals(frame: pd.DataFrame, spec: RowSpec, col: MetricCol) -> pd.DataFr
     return sel
 
 
-def _mean_std(values: list[float]) -> tuple[float, float | None]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+def _mean_std_ci(values: list[float]) -> tuple[float, float | None, float | None]:
+    m = mean_ci(values)
+    return m.mean, m.std, m.half
 
 
 def _empty_cell(records: list[RunRecord], spec: RowSpec, col: MetricCol) -> Cell:
@@ -142,20 +144,20 @@ def metric_cell(frame: pd.DataFrame, records: list[RunRecord], spec: RowSpec, co
     splits = tuple(sorted(int(s) for s in hits["split"].unique()))
     if spec.over_splits:
         per_split = hits.groupby("split")[col.metric].mean()
-        mean, std = _mean_std([float(v) for v in per_split])
+        mean, std, ci95 = _mean_std_ci([float(v) for v in per_split])
         n = len(per_split)
     else:
         if len(splits) > 1:
             raise ResultsError(f"row '{spec.key}' ({spec.rq}) matches evals of splits {splits} "
                                f"in {', '.join(sorted(hits['folder'].unique()))}; add the split to the row")
-        mean, std = _mean_std([float(v) for v in hits[col.metric]])
+        mean, std, ci95 = _mean_std_ci([float(v) for v in hits[col.metric]])
         n = len(hits)
-    return Cell("ok", mean=mean, std=std, n=n, n_seeds=hits["folder"].nunique(), splits=splits,
+    return Cell("ok", mean=mean, std=std, ci95=ci95, n=n, n_seeds=hits["folder"].nunique(), splits=splits,
                 folders=tuple(sorted(hits["folder"].unique())), profiles=profiles)
 
 
 def run_cell(records: list[RunRecord], spec: RowSpec, col: RunCol) -> Cell:
-    """A per-run number (parameters, peak memory): one value if all seeds agree, else mean +- std."""
+    """A per-run number (parameters, peak memory): one value if all seeds agree, else mean, std, CI."""
     if spec.na:
         return Cell("na", detail=spec.na)
     recs = [r for r in _row_records(records, spec) if r.complete]
@@ -164,7 +166,7 @@ def run_cell(records: list[RunRecord], spec: RowSpec, col: RunCol) -> Cell:
     if not vals:
         return _empty_cell(records, spec, MetricCol(col.key, col.label, col.path))
     numbers = [v for _, v in vals]
-    mean, std = (numbers[0], None) if len(set(numbers)) == 1 else _mean_std(numbers)
-    return Cell("ok", mean=mean, std=std, n=len(numbers), n_seeds=len(numbers),
+    mean, std, ci95 = (numbers[0], None, None) if len(set(numbers)) == 1 else _mean_std_ci(numbers)
+    return Cell("ok", mean=mean, std=std, ci95=ci95, n=len(numbers), n_seeds=len(numbers),
                 folders=tuple(sorted(r.rel for r, _ in vals)),
                 profiles=tuple(sorted({r.profile for r, _ in vals})))

@@ -15,6 +15,8 @@ STATUS_TEXT = {"missing": "missing", "incomplete": "incomplete", "no_eval": "no 
 # missing: no run folder; incomplete: folder without metrics.json yet; no eval: the finished run has no
 # eval with the row's fields; n/a: the row does not exist at this profile.
 PAPER_BLANK = "-"  # as on the poster: not reported
+CI_NOTE = ("ours ± = half-width of the t-based 95 % confidence interval (df = n − 1) over the n seeds (or splits) "
+           "shown in the cell; the CSV also has the sample std.")
 
 
 @dataclass
@@ -35,13 +37,12 @@ def fmt_value(v: float | None, integer: bool = False, digits: int = 2) -> str:
 
 
 def fmt_cell(cell: Cell, integer: bool = False, over_splits: bool = False) -> str:
+    """mean ± 95 % CI half-width (t over seeds, or over splits) and n; a lone value as is."""
     if cell.status != "ok":
         return STATUS_TEXT[cell.status]
     text = fmt_value(cell.mean, integer)
-    if cell.std is not None:
-        text += f" ± {fmt_value(cell.std, integer)}"
-    if cell.n > 1 and cell.std is not None:
-        text += f" (n={cell.n} {'splits' if over_splits else 'seeds'})"
+    if cell.ci95 is not None:
+        text += f" ± {fmt_value(cell.ci95, integer)} (n={cell.n} {'splits' if over_splits else 'seeds'})"
     return text
 
 
@@ -65,7 +66,7 @@ def build_section(key: str, title: str, header: list[str], rows: list[RowSpec], 
     show_paper = {c.key: any(r.paper.get(c.key) is not None for r in rows) for c in cols}
     show_readme = {c.key: any(r.readme.get(c.key) is not None for r in rows) for c in cols}
     show_base = any(r.baseline is not None for r in rows)
-    disp_rows, long_rows, commands, gaps = [], [], [], []
+    disp_rows, long_rows, commands, gaps, with_ci = [], [], [], [], False
     for spec in rows:
         for src in (spec, spec.baseline):  # refuse runs filed under a row their config contradicts
             for rec in records if src is not None else ():
@@ -93,6 +94,7 @@ def build_section(key: str, title: str, header: list[str], rows: list[RowSpec], 
             for c in (cell, base):
                 if c is None:
                     continue
+                with_ci |= c.ci95 is not None
                 folders.update(c.folders)
                 profiles.update(c.profiles)
             need_cmd |= cell.status in ("missing", "incomplete")
@@ -108,11 +110,13 @@ def build_section(key: str, title: str, header: list[str], rows: list[RowSpec], 
                 "table": key, "row": spec.key, "label": spec.label, "column": col.key, "column_label": col.label,
                 "metric": col.path if isinstance(col, RunCol) else col.metric, "paper": paper,
                 "readme_post_submission": spec.readme.get(col.key), "ours_mean": cell.mean, "ours_std": cell.std,
-                "ours_n": cell.n, "n_seeds": cell.n_seeds, "splits": " ".join(map(str, cell.splits)),
+                "ours_ci95": cell.ci95, "ours_n": cell.n, "n_seeds": cell.n_seeds,
+                "splits": " ".join(map(str, cell.splits)),
                 "diff": (cell.mean - paper) if (paper is not None and cell.mean is not None) else None,
                 "status": cell.status, "detail": cell.detail, "profile": " ".join(cell.profiles),
                 "runs": " ".join(cell.folders),
                 "baseline_mean": base.mean if base else None, "baseline_std": base.std if base else None,
+                "baseline_ci95": base.ci95 if base else None, "baseline_n": base.n if base else None,
                 "baseline_status": base.status if base else "",
                 "command": fill_command(spec.rq, spec.runs[0], profile) if spec.runs and cell.status != "ok"
                 and cell.status != "na" else ""})
@@ -125,4 +129,4 @@ def build_section(key: str, title: str, header: list[str], rows: list[RowSpec], 
     long = pd.DataFrame(long_rows)
     commands = list(dict.fromkeys(commands))
     return Section(key=key, title=title, header=header, display=display, long=long, commands=commands,
-                   notes=list(notes or []) + gaps)
+                   notes=([CI_NOTE] if with_ci else []) + list(notes or []) + gaps)

@@ -1,6 +1,6 @@
 """Ablation tables (the paper's Table 1, from the poster): (a) modality fusion, (b) parameter sharing
 with transformer parameter counts, (c) MEP negative sampling, plus (d) our RQ1 end-to-end table.
-Each cell shows the paper value, ours (mean +- std over seeds) and ours - paper, with the profile and
+Each cell shows the paper value, ours (mean +- 95 % CI half-width over seeds) and ours - paper, with the profile and
 run folders; missing runs are listed with the command that fills them.
 
     python tables/make_table1.py [--results results/] [--profile tiny|paper|smoke|any]
@@ -151,7 +151,8 @@ def write_figures(sections: list[Section], out: Path, profile: str) -> list[Path
     return [out / n for n in figs]
 
 
-INTRO = ["Each cell: paper value | ours (mean ± sample std over seeds; n shown when > 1) | Δ = ours − paper. "
+INTRO = ["Each cell: paper value | ours (mean ± half-width of the t-based 95 % CI over seeds, with n, when n > 1; "
+         "the CSVs also have the std) | Δ = ours − paper. "
          "`runs` = the folders under the results directory the values came from; `-` = not reported by the paper; "
          "`missing` = no run yet (commands below)."]
 

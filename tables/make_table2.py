@@ -1,5 +1,5 @@
 """Transfer tables (the paper's downstream comparisons, from the poster): UCF101 (V-CNN, per split and
-mean +- std over splits), HMDB51 (ours only: no paper number exists), ESC-50 (A-CNN, per fold and
+mean +- 95 % CI over splits), HMDB51 (ours only: no paper number exists), ESC-50 (A-CNN, per fold and
 mean), Charades mAP + Kinetics-Sounds top-1/top-5 (Random, V/A/M-CNN, V/A/M-BERT), with the released
 code's post-submission README numbers as a separate reference column. On the tiny profile the
 synthetic tasks ucf_like / esc_like / ks_like / charades_like fill the same tables. Evals are matched
@@ -69,7 +69,7 @@ def metric_cols(tasks: tuple[str, ...], synthetic_task: str, profile: str, prefi
 
 def split_rows(kind: str, model: str, paper_csv: str | None, datas: list[tuple[str, bool]], profile: str,
                n_splits: int, unit: str, na_text: str | None = None) -> list[RowSpec]:
-    """Per split/fold rows and a mean +- std row for each pretraining data (K700 / AS)."""
+    """Per split/fold rows and a mean +- CI row for each pretraining data (K700 / AS)."""
     splits = tuple(range(1, n_splits + 1)) if profile in ("paper", "any") else (1,)
     rows = []
     for data, primary in datas:
@@ -135,8 +135,8 @@ def build(records, frame, profile: str, notes: list[str]) -> list[Section]:
     head = [PAPER_HEADER, ours_header(profile)]
     k700_as = [("K700", True), ("AS", False)]
     as_k700 = [("AS", True), ("K700", False)]
-    split_note = ("Per-split rows: mean ± std over seeds; mean row: seeds averaged within each split, then "
-                  "mean ± std over splits (n = splits).")
+    split_note = ("Per-split rows: mean ± 95 % CI half-width over seeds; mean row: seeds averaged within each "
+                  "split, then mean ± 95 % CI half-width over splits (n = splits).")
     return [
         build_section("table2_ucf101", "Table 2a. UCF101 (V-CNN)", head + [split_note],
                       split_rows("ucf", "v_cnn", "ucf101", k700_as, profile, 3, "split"),
@@ -173,7 +173,8 @@ def write_figures(sections: list[Section], out: Path, profile: str) -> list[Path
     return [out / n for n in figs]
 
 
-INTRO = ["Each cell: paper value | ours (mean ± sample std; n shown when > 1) | Δ = ours − paper. "
+INTRO = ["Each cell: paper value | ours (mean ± half-width of the t-based 95 % CI, with n, when n > 1; the CSVs "
+         "also have the std) | Δ = ours − paper. "
          "`runs` = the folders under the results directory the values came from; `-` = not reported by the paper; "
          "`missing` = no run yet (commands below); `n/a` = the row does not exist at this profile."]
 

@@ -35,7 +35,7 @@ def sharing_figure(long: pd.DataFrame, ours: str, metric: str = "top1", params: 
     the counts in metrics.json (tiny-profile models are far smaller: the x axis spans both)."""
     labels = dict(zip(long["row"], long["label"]))
     p_acc, o_acc = _pick(long, metric, "paper"), _pick(long, metric, "ours_mean")
-    o_std = _pick(long, metric, "ours_std")
+    o_err = _pick(long, metric, "ours_ci95")  # error bars = the tables' 95 % CI half-width
     p_par, o_par = _pick(long, params, "paper"), _pick(long, params, "ours_mean")
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.subplots()
@@ -44,7 +44,7 @@ def sharing_figure(long: pd.DataFrame, ours: str, metric: str = "top1", params: 
             ax.scatter(p_par[row], p_acc[row], color=PAPER_COLOR, marker="o", zorder=3)
             ax.annotate(label, (p_par[row], p_acc[row]), textcoords="offset points", xytext=(4, 4), fontsize=8)
         if o_acc.get(row) is not None and o_par.get(row):
-            ax.errorbar(o_par[row], o_acc[row], yerr=o_std.get(row) or 0, fmt="s", color=OURS_COLOR, capsize=3,
+            ax.errorbar(o_par[row], o_acc[row], yerr=o_err.get(row) or 0, fmt="s", color=OURS_COLOR, capsize=3,
                         zorder=3)
             ax.annotate(label, (o_par[row], o_acc[row]), textcoords="offset points", xytext=(4, -10), fontsize=8)
     ax.scatter([], [], color=PAPER_COLOR, marker="o", label="paper (poster, Kinetics-Sounds)")
@@ -66,14 +66,14 @@ def bar_figure(long: pd.DataFrame, ours: str, title: str, metric: str = "top1") 
     labels = list(sub["label"])
     paper = [_num(v) for v in sub["paper"]]
     mine = [_num(v) for v in sub["ours_mean"]]
-    err = [_num(v) or 0.0 for v in sub["ours_std"]]
+    err = [_num(v) or 0.0 for v in sub["ours_ci95"]]  # 95 % CI half-width, as in the tables
     fig = Figure(figsize=(max(5.0, 0.9 * len(labels) + 2), 4.0))
     ax = fig.subplots()
     x = list(range(len(labels)))
     w = 0.38
     ax.bar([i - w / 2 for i in x], [p or 0 for p in paper], w, color=PAPER_COLOR, label="paper (poster)")
     ax.bar([i + w / 2 for i in x], [m or 0 for m in mine], w, yerr=err if any(err) else None, color=OURS_COLOR,
-           capsize=3, label=ours)
+           capsize=3, label=f"{ours} (± 95 % CI)")
     for i, (p, m) in enumerate(zip(paper, mine)):
         if p is None:
             ax.text(i - w / 2, 1, "n/r", ha="center", va="bottom", fontsize=7, rotation=90)

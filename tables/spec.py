@@ -43,7 +43,7 @@ class RowSpec:
     config keys the run's config.yaml must hold (else ConfigMismatch; a value may be a tuple of
     allowed values, or a dict run name -> value when the row accepts several runs); `select`: eval fields;
     `paper`: MetricCol.key -> paper number (None = not reported); `paper_cols`: extra paper-side text;
-    `over_splits`: average seeds per split, then mean +- std over splits; `na`: why the row has no
+    `over_splits`: average seeds per split, then mean +- CI over splits; `na`: why the row has no
     run at this profile; `baseline`: a second source shown as its own column (random init)."""
 
     key: str

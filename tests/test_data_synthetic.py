@@ -1,4 +1,6 @@
-"""Synthetic benchmark: layout, determinism across worker counts, labels, concurrent ensure."""
+"""Synthetic benchmark: layout, determinism across worker counts, labels, concurrent ensure, the
+version-5 event grid (pretraining and bind_like timelines), the held-out pretraining split and the
+size presets."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,11 +15,13 @@ from data.pipeline import make_downstream_loader, make_pretrain_loader, resolve_
 from data.shards import read_classes, read_manifest
 from data.synthetic import vocab
 from data.synthetic.generate import PAPER_SHARDS, RECORD, clips_per_shard, ensure_synthetic, generate, render_clip
+from data.synthetic.scenes import sample_scene
 from data.synthetic.spec import VERSION, data_config, preset, render_params
 from data.decode import decode_clip
 
-SMALL = dataclasses.replace(preset("tiny"), pretrain_clips=6, splits={"train": 8, "val": 2, "test": 2})
-TASKS = ("ucf_like", "esc_like", "ks_like", "charades_like")
+SMALL = dataclasses.replace(preset("tiny"), pretrain_clips=6, pretrain_val_clips=3,
+                            splits={"train": 8, "val": 2, "test": 2})
+TASKS = ("ucf_like", "esc_like", "ks_like", "bind_like", "charades_like")
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +35,9 @@ def roots(tmp_path_factory):
 def test_layout(roots):
     root = roots[0]
     assert read_manifest(root / "pretrain")["total"] == 6
+    assert read_manifest(root / "pretrain_val")["total"] == 3
+    assert not (root / "pretrain_clean").exists()  # version 4's nuisance-free twins are gone
+    assert tuple(SMALL.tasks) == TASKS
     for task in TASKS:
         for split, n in SMALL.splits.items():
             assert read_manifest(root / task / split)["total"] == n
@@ -38,22 +45,25 @@ def test_layout(roots):
         assert c["multilabel"] == (task == "charades_like")
     assert read_manifest(root / "esc_like" / "train")["meta"]["modalities"] == ["audio"]
     assert len(read_classes(root / "charades_like")["classes"]) == len(vocab.CHARADES_LABELS) == 20
+    assert read_classes(root / "bind_like")["classes"] == list(vocab.BIND_NAMES)
+    assert len(vocab.BIND_NAMES) == len(vocab.BIND_MAPS) == 4
 
 
 def test_same_seed_same_data_whatever_the_workers(roots):
     a, b = roots
-    for sub in ["pretrain", *(f"{t}/{s}" for t in TASKS for s in SMALL.splits)]:
+    for sub in ["pretrain", "pretrain_val", *(f"{t}/{s}" for t in TASKS for s in SMALL.splits)]:
         assert (a / sub / "sizes.json").read_bytes() == (b / sub / "sizes.json").read_bytes()
     for t in sorted((a / "ks_like" / "train").glob("*.tar")):  # tar bytes too (fixed mtime, x264 1 thread)
         assert t.read_bytes() == (b / "ks_like" / "train" / t.name).read_bytes()
     cfg = data_config("tiny")
-    job = ("pretrain", "train", 3, 1, 7, render_params(cfg), SMALL.to_json())
-    one, two = render_clip(job), render_clip(("pretrain", "", *job[2:]))  # "" = the pretraining split
+    job = ("pretrain", "train", 3, None, 7, render_params(cfg), SMALL.to_json())
+    one, two = render_clip(job), render_clip(job)
     assert one[0] == two[0] == "pretrain_train_000003"
     d1 = decode_clip(one[1], np.arange(64), 8, np.array([0]), 64000, 8000, duration=8.0)
     d2 = decode_clip(two[1], np.arange(64), 8, np.array([0]), 64000, 8000, duration=8.0)
     assert np.array_equal(d1.video, d2.video) and np.array_equal(d1.audio, d2.audio)
-    other = render_clip(("pretrain", "train", 3, 1, 8, render_params(cfg), SMALL.to_json()))
+    assert one[2] == next(m for m, _ in _samples(a / "pretrain") if m["id"] == one[0])  # as generated
+    other = render_clip(("pretrain", "train", 3, None, 8, render_params(cfg), SMALL.to_json()))
     assert other[1] != one[1]
 
 
@@ -62,6 +72,12 @@ def test_labels_balanced_and_charades_order():
     rp, sj = render_params(cfg), SMALL.to_json()
     labels = [render_clip(("ucf_like", "train", i, i % 8, 0, rp, sj))[2]["label"] for i in range(3)]
     assert labels == [0, 1, 2]
+    from data.synthetic.generate import _labels
+
+    for task, c in (("ucf_like", 8), ("bind_like", 4)):  # a balanced, seeded order
+        ys = _labels(task, "train", 4 * c, 0, SMALL)
+        assert sorted(ys) == sorted(list(range(c)) * 4) and ys == _labels(task, "train", 4 * c, 0, SMALL)
+    assert _labels("pretrain", "train", 3, 0, SMALL) == [None] * 3  # no latent scripts any more
     for i in range(4):
         _, mp4, meta = render_clip(("charades_like", "train", i, None, 0, rp, sj))
         order = [e[0] for e in meta["events"]]
@@ -83,7 +99,7 @@ def test_loaders_read_the_benchmark(roots):
 
 def test_ensure_synthetic_concurrent_and_checked(tmp_path):
     cfg = data_config("tiny")
-    tiny = dataclasses.replace(SMALL, pretrain_clips=2, splits={"train": 1}, tasks=("esc_like",))
+    tiny = dataclasses.replace(SMALL, pretrain_clips=2, pretrain_val_clips=0, splits={"train": 1}, tasks=("esc_like",))
     root = tmp_path / "bench"
     errors = []
 
@@ -140,19 +156,127 @@ def test_pretrain_ids_and_split_consistent(roots):
     assert man["meta"]["split"] == "train" and man["meta"]["version"] == VERSION
     metas = [m for m, _ in _samples(root / "pretrain")]
     assert len(metas) == 6 and all(m["split"] == "train" and "__" not in m["id"] for m in metas)
-    assert json.loads((root / RECORD).read_text())["clips"]["pretrain"] == {"train": 6, "clean": 6}
+    assert json.loads((root / RECORD).read_text())["clips"]["pretrain"] == {"train": 6, "val": 3}
 
 
-def test_clean_pretraining_clips_are_nuisance_free_twins(roots):
-    """pretrain_clean/ holds the same scenes as pretrain/ (same events, order and latent scripts),
-    rendered without nuisances: ids pretrain_clean_*, split "clean", other bytes."""
+def test_pretrain_val_is_a_held_out_split(roots):
+    """pretrain_val/ holds other pretraining clips (split "val", ids pretrain_val_*, events drawn from their
+    own RNG stream), in the pretraining layout the pretraining loader reads."""
     root = roots[0]
-    noisy, clean = _samples(root / "pretrain"), _samples(root / "pretrain_clean")
-    assert [m["id"] for m, _ in clean] == [f"pretrain_clean_{i:06d}" for i in range(6)]
-    assert read_manifest(root / "pretrain_clean")["meta"]["split"] == "clean"
-    for (mn, vn), (mc, vc) in zip(noisy, clean):
-        assert mc["split"] == "clean" and mc["events"] == mn["events"] and mc["latent"] == mn["latent"]
-        assert vc != vn
+    man = read_manifest(root / "pretrain_val")
+    assert man["meta"]["split"] == "val" and man["meta"]["task"] == "pretrain" and man["meta"]["version"] == VERSION
+    ids = [i for v in man["ids"].values() for i in v]
+    assert ids == [f"pretrain_val_{i:06d}" for i in range(3)]
+    train, val = _samples(root / "pretrain"), _samples(root / "pretrain_val")
+    assert [m["id"] for m, _ in val] == ids and all(m["split"] == "val" and "latent" not in m for m, _ in val)
+    assert not {m["id"] for m, _ in train} & set(ids)
+    for (mt, vt), (mv, vv) in zip(train, val):  # same index, another clip
+        assert mt["events"] != mv["events"] and vt != vv
+    cfg = data_config("tiny")
+    cfg.num_workers = 0
+    b = next(iter(make_pretrain_loader(cfg, root / "pretrain_val", batch_size=3, batches_per_epoch=1)))
+    assert b["video"].shape == (3, 8, 3, 8, 32, 32)
+
+
+def _grid_ok(events, spec, seg_s=1.0, segments=8):
+    """Events [etype, vis, aud, t0, t1] (json) sit one per segment, inside it, within the onset jitter."""
+    assert len(events) == segments
+    j = spec.onset_jitter * seg_s + 1e-3  # json rounds times to ms
+    for k, (_, _, _, t0, t1) in enumerate(events):
+        assert k * seg_s - 1e-3 <= t0 <= k * seg_s + j and (k + 1) * seg_s - j <= t1 <= (k + 1) * seg_s + 1e-3
+        assert t1 - t0 >= (1 - 2 * spec.onset_jitter) * seg_s - 2e-3
+
+
+def _counts(values):
+    return sorted(np.unique(values, return_counts=True)[1].tolist())
+
+
+def test_pretraining_events_are_on_the_segment_grid(roots):
+    """Every pretraining clip (train and val): one bound event type (v_i with a_i) per segment;
+    types_per_clip distinct types, each on S / k segments (k = 8: each of the 8 types once)."""
+    k = SMALL.types_per_clip
+    assert 8 % k == 0
+    for folder in ("pretrain", "pretrain_val"):
+        for meta, _ in _samples(roots[0] / folder):
+            ev = meta["events"]
+            _grid_ok(ev, SMALL)
+            types = [e[0] for e in ev]
+            assert all(0 <= t < 8 and e[1] == e[2] == t for t, e in zip(types, ev))  # bound: v_i with a_i
+            assert len(set(types)) == k and _counts(types) == [8 // k] * k
+            assert "label" not in meta and "latent" not in meta
+
+
+@pytest.mark.parametrize("k", [8, 4, 2])
+def test_pretraining_scenes_show_each_chosen_type_equally_often(k):
+    """Straight from the scene sampler: with types_per_clip = 8 every clip shows each of the 8 bound
+    types exactly once per 8 segments, in a random order; with fewer, k of them S / k times each."""
+    spec = dataclasses.replace(SMALL, types_per_clip=k)
+    orders = set()
+    for i in range(40):
+        scene = sample_scene("pretrain", None, 8.0, 1.0, np.random.default_rng([3, i]), spec)
+        ev = [[e.etype, e.vis, e.aud, e.t0, e.t1] for e in scene.events]
+        _grid_ok(ev, spec)
+        types = [e[0] for e in ev]
+        assert len(set(types)) == k and _counts(types) == [8 // k] * k
+        if k == 8:
+            assert sorted(types) == list(range(8))
+        orders.add(tuple(types))
+    assert len(orders) > 30  # random orders (and sets), not a fixed script
+
+
+def test_bind_like_clips_bind_by_the_class_map(roots):
+    """bind_like: the class decides which sound goes with which shape (aud = BIND_MAPS[label][vis]); both
+    unimodal marginals are the same for every class."""
+    assert vocab.BIND_MAPS[0] == tuple(range(8))  # class 0: the pretraining binding
+    for m in vocab.BIND_MAPS:
+        assert sorted(m) == list(range(8))  # a permutation: the audio marginal follows the visual one
+    assert all(any(m[v] != v for v in range(8)) for m in vocab.BIND_MAPS[1:])
+    k = SMALL.types_per_clip
+    n = 0
+    for split in SMALL.splits:
+        for meta, _ in _samples(roots[0] / "bind_like" / split):
+            ev, label = meta["events"], meta["label"]
+            _grid_ok(ev, SMALL)
+            vis, aud = [e[1] for e in ev], [e[2] for e in ev]
+            assert all(e[0] == -1 for e in ev) and all(a == vocab.BIND_MAPS[label][v] for v, a in zip(vis, aud))
+            assert len(set(vis)) == len(set(aud)) == k and _counts(vis) == _counts(aud) == [8 // k] * k
+            n += 1
+    assert n == sum(SMALL.splits.values())
+    # with all 8 types per clip, each visual and each audio signature appears exactly once
+    spec = dataclasses.replace(SMALL, types_per_clip=8)
+    for label in range(len(vocab.BIND_MAPS)):
+        for i in range(5):
+            scene = sample_scene("bind_like", label, 8.0, 1.0, np.random.default_rng([label, i]), spec)
+            vis, aud = [e.vis for e in scene.events], [e.aud for e in scene.events]
+            assert sorted(vis) == sorted(aud) == list(range(8)) and scene.label == label
+            assert aud == [vocab.BIND_MAPS[label][v] for v in vis]
+
+
+def test_smoke_and_tiny_presets():
+    """smoke: the tiny renders with a few clips (the test suite's profile); tiny: 1,000 test clips per
+    task and a pretraining set >= 10x the labelled training split."""
+    smoke, tiny, paper = preset("smoke"), preset("tiny"), preset("paper")
+    assert smoke.pretrain_clips + smoke.pretrain_val_clips + len(smoke.tasks) * sum(smoke.splits.values()) <= 300
+    assert smoke.tasks == tiny.tasks and 0 < smoke.pretrain_val_clips <= smoke.pretrain_clips
+    assert all(smoke.splits[s] >= 1 for s in ("train", "val", "test"))
+    assert tiny.splits["test"] >= 1000 and tiny.pretrain_clips >= 10 * tiny.splits["train"]
+    assert (tiny.pretrain_clips, tiny.splits) == (2048, {"train": 128, "val": 200, "test": 1000})
+    assert tiny.pretrain_val_clips > 0 and paper.pretrain_val_clips > 0
+    assert "bind_like" in tiny.tasks and "bind_like" in paper.tasks
+    with pytest.raises(ValueError, match="smoke"):
+        preset("huge")
+    sc, tc = data_config("smoke"), data_config("tiny")
+    assert sc.root == "data/cache/synthetic/smoke" and tc.root == "data/cache/synthetic/tiny"
+    assert sc.resolved_synthetic_scale() == "smoke" and render_params(sc) == render_params(tc)
+    assert clips_per_shard(50, "smoke") == clips_per_shard(50, "tiny") == 40
+    # the smoke profile's data section is what `python -m data.synthetic --scale smoke` builds
+    from experiments.config import load_config
+
+    cfg = load_config("experiments/rq3_sharing/configs/part.yaml", profile="smoke")
+    assert cfg.data.root == sc.root and cfg.data.resolved_synthetic_scale() == "smoke"
+    assert render_params(cfg.data) == render_params(sc) and cfg.data.segments == sc.segments
+    assert cfg.pretrain.heldout_dataset == "pretrain_val"
+    assert {d.task for d in cfg.downstream} == {"ks_like", "bind_like"}
 
 
 def test_root_of_an_older_generator_version_is_regenerated(tmp_path):
@@ -160,7 +284,7 @@ def test_root_of_an_older_generator_version_is_regenerated(tmp_path):
     import json
 
     cfg = data_config("tiny")
-    tiny = dataclasses.replace(SMALL, pretrain_clips=2, splits={}, tasks=())
+    tiny = dataclasses.replace(SMALL, pretrain_clips=2, pretrain_val_clips=1, splits={}, tasks=())
     root = ensure_synthetic(tmp_path / "bench", cfg, seed=0, workers=1, spec=tiny, progress=False)
     rec = json.loads((root / RECORD).read_text())
     (root / RECORD).write_text(json.dumps({**rec, "version": VERSION - 1}))
@@ -192,7 +316,11 @@ def test_cli_shards_option(tmp_path, capsys):
     from data.synthetic.__main__ import main
 
     out = tmp_path / "syn"
-    assert main(["--out", str(out), "--scale", "tiny", "--workers", "1", "--pretrain-clips", "6",
+    # smoke: the tiny renders with 8 held-out pretraining clips (tiny's 256 would take minutes)
+    assert main(["--out", str(out), "--scale", "smoke", "--workers", "1", "--pretrain-clips", "6",
                  "--split-clips", "1", "0", "0", "--shards", "3"]) == 0
     assert list(read_manifest(out / "pretrain")["shards"].values()) == [2, 2, 2]
+    assert read_manifest(out / "pretrain_val")["total"] == preset("smoke").pretrain_val_clips
+    assert len(read_manifest(out / "pretrain_val")["shards"]) >= 3
     assert read_manifest(out / "ucf_like" / "train")["total"] == 1
+    assert read_manifest(out / "bind_like" / "train")["total"] == 1

@@ -34,7 +34,7 @@ def fake_model(fusion="mid"):
 @pytest.mark.parametrize("row", ROWS)
 def test_rows_shapes_backward_and_cached_features(make, row):
     backbone, (video, audio) = make()
-    dm = DownstreamModel(backbone, row, C, dropout=0.0)
+    dm = DownstreamModel(backbone, row, C, dropout=0.0, mel_bins=audio.shape[-2])  # *_hand: 2 x mel bins wide
     feats = dm.features(video, audio)
     per_head = dm.head_logits(feats)
     assert set(per_head) == ({"concat", "seq"} if row.endswith("bert") else {"concat"})
@@ -78,6 +78,33 @@ def test_m_bert_drops_the_terms_of_an_absent_modality():
         DownstreamModel(backbone, "v_cnn", C, modalities=["audio"])
     with pytest.raises(ValueError, match="needs one of"):
         dm.features(None, None)
+
+
+@pytest.mark.parametrize("row", ["v_hand", "a_hand", "m_hand"])
+def test_hand_rows_use_handcrafted_features_and_no_backbone(row):
+    """The reference rows: a concat head on hand-crafted segment statistics (96 visual values, 2 x mel
+    bins audio values), no transformer head, and no backbone parameter to train."""
+    from model import handcrafted
+
+    backbone, (video, audio) = real_model()
+    dm = DownstreamModel(backbone, row, C, dropout=0.0, mel_bins=audio.shape[-2])
+    assert dm.backbone_parameters() == [] and dm.seq_head is None
+    feats = dm.features(video, audio)
+    want = {"v": {"visual": 96}, "a": {"audio": 2 * audio.shape[-2]},
+            "m": {"visual": 96, "audio": 2 * audio.shape[-2]}}[row[0]]
+    assert {k: v.shape for k, v in feats.items()} == {f"cnn_{m}": (B, S, d) for m, d in want.items()}
+    assert handcrafted.feature_dims(audio.shape[-2]) == {"visual": 96, "audio": 2 * audio.shape[-2]}
+    logits = dm.head_logits(feats)
+    assert set(logits) == {"concat"} and logits["concat"].shape == (B, S, C)
+    assert dm(video, audio).shape == (B, C)
+    # features do not depend on the backbone's weights
+    with torch.no_grad():
+        for p in backbone.parameters():
+            p.add_(1.0)
+    assert all(torch.equal(feats[k], v) for k, v in dm.features(video, audio).items())
+    # fine-tuning a hand row trains the head only
+    ids = {id(p) for g in param_groups(dm, 1e-4, 1e-3, 0.0) for p in g["params"]}
+    assert ids == {id(p) for p in dm.head_parameters()}
 
 
 def test_losses():

@@ -80,6 +80,59 @@ def test_masked_positions_use_mask_vector_and_never_bos():
     assert not torch.allclose(tokens[1, 2], model.visual_input.mask_token)
 
 
+
+def test_pooling_bins_widen_the_embeddings():
+    """audio_cnn.freq_bins = k keeps k frequency bands (out_dim x k), visual_cnn.spatial_bins = k keeps
+    k x k spatial cells (out_dim x k^2); 1 is the released global pool."""
+    base = tiny()
+    wide = dataclasses.replace(base, visual_cnn=dataclasses.replace(base.visual_cnn, spatial_bins=2),
+                               audio_cnn=dataclasses.replace(base.audio_cnn, freq_bins=3))
+    m1, m2 = build_model(base), build_model(wide)
+    assert (m2.visual_dim, m2.audio_dim) == (4 * m1.visual_dim, 3 * m1.audio_dim)
+    assert (m2.visual_input.proj.in_features, m2.audio_input.proj.in_features) == (m2.visual_dim, m2.audio_dim)
+    video, audio = inputs()
+    with torch.no_grad():
+        assert m2.encode_visual(video.flatten(0, 1)).shape == (B * S, m2.visual_dim)
+        assert m2.encode_audio(audio.flatten(0, 1)).shape == (B * S, m2.audio_dim)
+    out = m2(video, audio)
+    assert out.visual_emb.shape == (B, S, m2.visual_dim) and out.audio_emb.shape == (B, S, m2.audio_dim)
+    assert out.top_visual.shape == out.top_audio.shape == (B, S + 1, 32)
+    # k = 1 is exactly the global mean
+    with torch.no_grad():
+        fm = m1.visual_cnn.feature_map(video.flatten(0, 1))
+        assert torch.allclose(m1.visual_cnn(video.flatten(0, 1)), fm.mean(dim=(2, 3, 4)))
+    with pytest.raises(ValueError, match="freq_bins"):
+        AudioCNNConfig(freq_bins=0)
+    with pytest.raises(ValueError, match="spatial_bins"):
+        VisualCNNConfig(spatial_bins=0)
+    with pytest.raises(ValueError, match="spatial_bins"):
+        VisualCNNConfig(arch="slowfast", spatial_bins=2)
+
+
+def test_standard_init_turns_zero_init_final_bn_off():
+    from model.config import standard_init
+
+    cfg = tiny()
+    std = standard_init(cfg)
+    assert cfg.zero_init_final_bn and not std.zero_init_final_bn
+    assert dataclasses.replace(std, zero_init_final_bn=True) == cfg  # nothing else changes
+    final = lambda m: [b.weight for b in m.modules() if getattr(b, "is_final_bn", False)]  # noqa: E731
+    assert final(build_model(cfg)) and all(torch.all(w == 0) for w in final(build_model(cfg)))
+    assert all(torch.all(w == 1) for w in final(build_model(std)))
+
+
+def test_position_init_std_sets_the_embedding_std():
+    cfg = dataclasses.replace(tiny(), transformer=dataclasses.replace(tiny().transformer, hidden=64, max_positions=64))
+    emb = lambda m: torch.cat([p.flatten() for n, p in m.named_parameters()  # noqa: E731
+                               if n.startswith("stream_embed.") and (".position." in n or ".token_type." in n)])
+    torch.manual_seed(0)
+    default = emb(build_model(cfg)).std().item()
+    torch.manual_seed(0)
+    wide = emb(build_model(dataclasses.replace(cfg, position_init_std=0.5))).std().item()
+    assert default == pytest.approx(cfg.init_std, rel=0.1)  # 0 = init_std
+    assert wide == pytest.approx(0.5, rel=0.1)
+
+
 PAPER = {"none": 127_581_696, "cross_layer": 21_263_616, "all": 7_087_872, "part": 3_843_840, "multi2": 42_527_232}
 
 

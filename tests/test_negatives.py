@@ -129,3 +129,19 @@ def test_draw_never_returns_zero_probability_entries():
     idx = draw(probs, 3, torch.Generator().manual_seed(0))
     assert not torch.isin(idx[::2], torch.tensor([0, 3])).any()
     assert all(len(set(r)) == 3 for r in idx[1::2].tolist())
+
+
+def test_clip_negatives_are_the_other_segments_of_the_same_clip():
+    """The held-out MEP candidate set: every other segment of the masked segment's clip, in order."""
+    from model.negatives import clip_negatives
+
+    b, s = 3, 5
+    pos = torch.tensor([[0, 0], [1, 2], [2, 4], [1, 2]])
+    neg = clip_negatives(pos, s)
+    assert neg.shape == (4, s - 1) and neg.dtype == torch.long
+    for row, (bi, t) in zip(neg.tolist(), pos.tolist()):
+        assert row == [bi * s + j for j in range(s) if j != t]
+    flat = flat_positions(pos, s)
+    assert not (neg == flat[:, None]).any()  # never the positive
+    assert ((neg // s) == pos[:, :1]).all() and neg.max() < b * s  # same clip only
+    assert clip_negatives(pos[:0], s).shape == (0, s - 1)

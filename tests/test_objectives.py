@@ -220,6 +220,39 @@ def test_objective_with_frozen_cnns():
     assert obj.proj["visual"].weight.grad is not None and model.visual_cnn[1].weight.grad is None
 
 
+def test_heldout_scores_mep_against_the_clips_other_segments():
+    """heldout=True (the held-out MEP top-1): the negatives are every other segment of the clip (S-1,
+    chance 1/S) whatever the configured sampler and count; masks and CPP pairs still come from the
+    generator, so the same seed gives the same numbers."""
+    torch.manual_seed(0)
+    model = FakeAVBert("mid")
+    video, audio = fake_batch(b=4, s=6)
+    seen = []
+    outs = {}
+    for sampler, num in (("current_minibatch", 4), ("cans_similar", 2), ("current_sequence", 3)):
+        torch.manual_seed(1)  # same heads
+        obj = AVPretrainObjective(model, MEPConfig(mask_ratio=0.3), CPPConfig(), NegativesConfig(num=num, sampler=sampler))
+        for h, head in obj.mep_heads.items():
+            real = head.loss
+            head.loss = lambda o, cand, pos_flat, neg, t, real=real: (seen.append(neg), real(o, cand, pos_flat, neg, t))[1]
+        with torch.no_grad():
+            outs[sampler] = obj(model, video, audio, generator=torch.Generator().manual_seed(5), heldout=True)
+    ref = outs["current_minibatch"]
+    for out in outs.values():
+        for k in ("mep", "mep_acc", "cpp", "cpp_acc"):
+            assert torch.equal(out[k], ref[k]), k
+    assert seen and all(n.shape[1] == 5 for n in seen)  # S - 1 candidates, whatever num says
+    for neg in seen:  # each row: the 5 other segments of one clip
+        clip = neg // 6
+        assert (clip == clip[:, :1]).all()
+        assert all(len(set(r)) == 5 for r in (neg % 6).tolist())
+    torch.manual_seed(1)
+    plain = AVPretrainObjective(model, MEPConfig(mask_ratio=0.3), CPPConfig(), NegativesConfig(num=4))
+    with torch.no_grad():
+        out = plain(model, video, audio, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(out["cpp"], ref["cpp"]) and not torch.equal(out["mep"], ref["mep"])  # only MEP changes
+
+
 def _train(model, obj, video, audio, steps, lr):
     opt = torch.optim.Adam(list(model.parameters()) + list(obj.parameters()), lr=lr)
     hist = []

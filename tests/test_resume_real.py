@@ -6,7 +6,9 @@ kill-and-resume test compares final weights with an uninterrupted run".
 
 Runs `experiments.run.execute` on experiments/rq3_sharing/configs/part.yaml (profile smoke, the
 synthetic benchmark at the profile's data.root, generated on first use), shortened by overrides:
-2 epochs x 2 pretraining steps, last.pt every 2 steps, and two cheap downstream evaluations on the
+2 epochs x 2 pretraining steps, last.pt every 2 steps, the held-out CPP / MEP accuracy after each
+epoch (the smoke profile inherits tiny's pretrain.heldout_dataset: pretrain_val), and two cheap
+downstream evaluations on the
 audio stream: a linear one (the smoke profile's protocol; not checkpointed, a requeue redoes it)
 and a one-epoch fine-tuning (it checkpoints and resumes itself). Stops use the project's own
 mechanism: a real SIGUSR1 through `preemption.install()`'s handler, raised while a known batch is
@@ -37,9 +39,9 @@ from experiments.run import execute, run_dir
 
 CONFIG = "experiments/rq3_sharing/configs/part.yaml"
 STOP_STEP = 3  # pretraining: epoch 1, one batch into it, not a checkpoint_every multiple (saved by the stop)
-STOP_FT_BATCH = 2  # fine-tuning: mid-epoch (the train split makes ceil(clips / 32) > 2 batches)
+STOP_FT_BATCH = 2  # fine-tuning: mid-epoch (the smoke train split makes ceil(16 / 4) = 4 batches)
 CRASH_BATCH = 4  # a crash while step 4 trains: the last periodic last.pt is step 2's
-_EVAL = "task: ks_like, model: a_bert, modalities: [audio], segments: 2, spatial_crops: 1, batch_size: 32, dropout: 0.0"
+_EVAL = "task: ks_like, model: a_bert, modalities: [audio], segments: 2, spatial_crops: 1, batch_size: 4, dropout: 0.0"
 OVERRIDES = [
     "runtime.device=cpu",
     "runtime.deterministic=true",
@@ -222,6 +224,19 @@ def test_same_seed_same_weights_and_metrics(run_a, run_a2):
     assert m_a["pretrain"]["steps"] == 4 and sorted(_pretrain_losses(cfg_a)) == [2, 4]
     assert _stable(m_a) == _stable(m_a2)
     assert _history(cfg_a) == _history(cfg_a2)
+    # held-out pretraining metrics: after every epoch (log.jsonl), the last epoch's in the summary
+    pre = m_a["pretrain"]
+    assert cfg_a.pretrain.heldout_dataset == "pretrain_val"
+    assert 0 <= pre["heldout_cpp_acc"] <= 1 and 0 <= pre["heldout_mep_top1"] <= 1
+    assert pre["heldout_mep_chance"] == round(1 / cfg_a.data.segments, 4)
+    val = read_manifest(resolve_folder(paths.resolve(cfg_a.data.root) / "pretrain_val"))["total"]
+    assert pre["heldout_clips"] == val // cfg_a.pretrain.batch_size * cfg_a.pretrain.batch_size > 0
+    held = [r for r in _log(cfg_a) if r.get("event") == "heldout"]
+    assert [(r["epoch"], r["step"]) for r in held] == [(0, 2), (1, 4)]
+    assert {k: held[-1][k] for k in ("heldout_cpp_acc", "heldout_mep_top1")} == \
+        {k: pre[k] for k in ("heldout_cpp_acc", "heldout_mep_top1")}
+    assert json.loads((run_dir(cfg_a) / "metrics.json").read_text())["pretrain"]["heldout_mep_top1"] == \
+        pre["heldout_mep_top1"]
     _assert_same_tensors(_weights(cfg_a), _weights(cfg_a2), "pretrained.pt")
     _assert_same_tensors(_weights(cfg_a, "last.pt"), _weights(cfg_a2, "last.pt"), "last.pt")
 
@@ -256,6 +271,20 @@ def test_stop_and_resume_matches_uninterrupted(run_a, run_b):
     _assert_same_tensors(_weights(cfg_a, "ft.best.pt"), _weights(cfg_b, "ft.best.pt"), "ft.best.pt")
     assert _stable(m_a) == _stable(m_b)
     assert _history(cfg_a) == _history(cfg_b)
+    assert m_b["pretrain"]["heldout_cpp_acc"] == m_a["pretrain"]["heldout_cpp_acc"]  # with heldout set
+    assert m_b["pretrain"]["heldout_mep_top1"] == m_a["pretrain"]["heldout_mep_top1"]
+
+
+def test_heldout_metrics_leave_training_untouched(run_a, tmp_path):
+    """The held-out pass (eval mode, its own RNGs) changes nothing in training: without it the same
+    weights come out, and the summary has no heldout_* keys."""
+    cfg_a, _ = run_a
+    cfg = _cfg(tmp_path, "pretrain.heldout_dataset=''", "downstream=[]")
+    m = _run(cfg)
+    assert not [k for k in m["pretrain"] if k.startswith("heldout")]
+    assert not [r for r in _log(cfg) if r.get("event") == "heldout"]
+    _assert_same_tensors(_weights(cfg_a)["model"], _weights(cfg)["model"], "pretrained.pt")
+    assert _pretrain_losses(cfg) == _pretrain_losses(cfg_a)
 
 
 def test_crash_resumes_from_periodic_checkpoint(run_a, tmp_path):
@@ -286,7 +315,7 @@ def test_stop_during_finetune_validation_keeps_the_epoch(run_a, tmp_path):
     last = _weights(cfg, "last.pt")
     assert last["stage"] == "downstream:ft" and last["position"]["epoch"] == 0
     train = read_manifest(resolve_folder(paths.resolve(cfg.data.root) / "ks_like", "train"))["total"]
-    assert last["position"]["batch"] == math.ceil(train / 32)  # every training batch of the epoch is kept
+    assert last["position"]["batch"] == math.ceil(train / 4)  # every training batch of the epoch is kept (_EVAL batch 4)
     metrics = _run(cfg)
     a, b = _weights(cfg_a, "last.pt"), _weights(cfg, "last.pt")
     for key in ("model", "optimizer", "scheduler", "rng", "position"):  # config_hash differs: other eval list

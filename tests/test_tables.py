@@ -118,9 +118,11 @@ def test_table1_paper_ours_diff_seeds_and_missing(tmp_path, capsys):
     md = run_main(make_table1, capsys, "--results", str(res), "--out", str(out), "--format", "md,tex,csv,png")
     lines = {line.split(" | ")[0].lstrip("| "): line for line in md.splitlines() if line.startswith("| ")}
     part = lines["Multi-6 X.-L + X.-T Part (ours)"]
-    # paper 67.5 / 92.3 beside ours: mean +- std over the two seeds, and ours - paper
-    assert "| 67.5 | 61.00 ± 1.41 (n=2 seeds) | -6.50 |" in part
-    assert "| 92.3 | 86.00 ± 1.41 (n=2 seeds) | -6.30 |" in part
+    # paper 67.5 / 92.3 beside ours: mean +- 95 % CI half-width over the two seeds (t(1) = 12.706 times
+    # std sqrt(2) / sqrt(2)), and ours - paper
+    assert "| 67.5 | 61.00 ± 12.71 (n=2 seeds) | -6.50 |" in part
+    assert "| 92.3 | 86.00 ± 12.71 (n=2 seeds) | -6.30 |" in part
+    assert "ours ± = half-width of the t-based 95 % confidence interval" in md
     assert "3,843,840 | 12,345 |" in part and "rq3_sharing/part, rq3_sharing/part_seed1" in part and "| tiny |" in part
     assert "| 65.7 | 55.00 | -10.70 |" in lines["Multi-6 X.-L"]
     assert "| 65.7 | 50.00 | -15.70 | 89.9 | 80.00 | -9.90 |" in lines["Mid Audio-Visual"]
@@ -142,6 +144,7 @@ def test_table1_paper_ours_diff_seeds_and_missing(tmp_path, capsys):
     row = long[(long["table"] == "table1_sharing") & (long["row"] == "part") & (long["column"] == "top1")].iloc[0]
     assert (row["paper"], row["ours_mean"], row["ours_n"]) == (67.5, 61.0, 2)
     assert row["diff"] == pytest.approx(-6.5) and row["ours_std"] == pytest.approx(2 ** 0.5)
+    assert row["ours_ci95"] == pytest.approx(12.706)
     for name in ("table1.md", "table1_fusion.md", "table1_negatives.tex", "table1_end_to_end.csv"):
         assert (out / name).is_file()
     for name in ("table1_sharing.png", "table1_fusion.png", "table1_negatives.png"):
@@ -248,9 +251,9 @@ def test_table2_paper_profile_splits_mean_std(tmp_path, capsys):
     md = run_main(make_table2, capsys, "--results", str(res), "--profile", "paper", "--out", str(tmp_path / "o"),
                   "--format", "md")
     lines = table_lines(md, "Table 2a")
-    assert "| - | 83.00 ± 1.41 (n=2 seeds) |" in lines["V-CNN (K700) split 1"]
-    # seeds averaged per split (83, 85, 87), then mean +- std over the three splits
-    assert "| 85.2 | 85.00 ± 2.00 (n=3 splits) | -0.20 | 87.5 |" in lines["V-CNN (K700) mean over splits"]
+    assert "| - | 83.00 ± 12.71 (n=2 seeds) |" in lines["V-CNN (K700) split 1"]
+    # seeds averaged per split (83, 85, 87), then mean +- 95 % CI over the three splits: 4.303 * 2 / sqrt(3)
+    assert "| 85.2 | 85.00 ± 4.97 (n=3 splits) | -0.20 | 87.5 |" in lines["V-CNN (K700) mean over splits"]
     assert "`python experiments/rq5_transfer/launch.py --profile paper --cluster slurm --only audioset`" in md
     # a paper-scale pretraining run whose data differs from its row is refused
     bad = tmp_path / "bad"

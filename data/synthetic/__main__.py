@@ -19,7 +19,7 @@ from data.synthetic.spec import data_config, preset
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m data.synthetic", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="benchmark root (e.g. data/cache/synthetic/tiny)")
-    p.add_argument("--scale", choices=("tiny", "paper"), default="tiny")
+    p.add_argument("--scale", choices=("tiny", "smoke", "paper"), default="tiny")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=None, help="processes (default: CPU count, at most 8)")
     p.add_argument("--pretrain-clips", type=int, default=None)

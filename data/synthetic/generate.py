@@ -1,8 +1,9 @@
 """Generate the synthetic benchmark into a root folder, in the shard format real datasets use.
 
 Layout: `pretrain/` (shards + sizes.json; its one split is "train": ids `pretrain_train_NNNNNN`),
-with `spec.clean_pretrain` also `pretrain_clean/` (split "clean": the same scenes with nuisance 0),
-`<task>/{train,val,test}/` + `<task>/classes.json` for ucf_like, esc_like, ks_like, charades_like, and
+`pretrain_val/` (held-out pretraining clips, split "val": CPP / MEP accuracy per epoch),
+`<task>/{train,val,test}/` + `<task>/classes.json` for ucf_like, esc_like, ks_like, bind_like,
+charades_like, and
 `synthetic.json` (what was generated, written last). Clip ids are `<task>_<split>_<index:06d>`.
 Shard size (ours): tiny keeps 40 clips per shard; paper cuts every split into at least
 PAPER_SHARDS = 128 shards (clips // 128 per shard; ~78 x 4.5 MB for the 10,000 pretraining clips)
@@ -37,29 +38,32 @@ from data.fsutil import atomic_write_json, file_lock, read_json
 from data.shards import ShardWriter, make_sample, write_classes
 from data.synthetic import vocab
 from data.synthetic.render import render_audio, render_video
-from data.synthetic.scenes import sample_scene, scripts
+from data.synthetic.scenes import sample_scene
 from data.synthetic.spec import VERSION, SyntheticSpec, preset, render_params
 
 log = logging.getLogger("data")
 RECORD = "synthetic.json"
 TINY_SHARD_CLIPS = 40  # clips per shard at the tiny scale
 PAPER_SHARDS = 128  # at least this many shards per split at the paper scale (ours, see the module docstring)
-PRETRAIN_SPLIT = "train"  # the pretraining set's one split (ids, json and sizes.json say so)
-CLEAN_SPLIT = "clean"  # the nuisance-free twins of the pretraining clips, in pretrain_clean/
+PRETRAIN_SPLIT = "train"  # the pretraining set's split (ids, json and sizes.json say so)
+PRETRAIN_VAL_SPLIT = "val"  # held-out pretraining clips, in pretrain_val/
 # x264's assembly made a few clips' bitstreams (hence decoded pixels) differ between runs with
 # identical input (uninitialised reads); without it the benchmark is byte-identical per seed, at
 # more encode time, which the ultrafast preset wins back
 _ENCODE = EncodeOptions(crf=20, preset="ultrafast", aac_coder="fast", x264_params="no-asm=1")
-TASK_IDS = {"pretrain": 0, "ucf_like": 1, "esc_like": 2, "ks_like": 3, "charades_like": 4}
+TASK_IDS = {"pretrain": 0, "ucf_like": 1, "esc_like": 2, "ks_like": 3, "charades_like": 4, "bind_like": 5}
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
-_PRETRAIN_SEED_KEY = 9  # pretraining clips' RNG key in place of a split id (unchanged since VERSION 1)
+_PRETRAIN_SEED_KEYS = {PRETRAIN_SPLIT: 9, PRETRAIN_VAL_SPLIT: 10}  # pretraining clips' RNG keys in place of a split id
 MODALITIES = {"pretrain": ("visual", "audio"), "ucf_like": ("visual", "audio"), "esc_like": ("audio",),
-              "ks_like": ("visual", "audio"), "charades_like": ("visual", "audio")}
+              "ks_like": ("visual", "audio"), "bind_like": ("visual", "audio"), "charades_like": ("visual", "audio")}
 DESCRIPTION = {
     "ucf_like": "label = the visual signature most events show; audio signatures are random (uninformative)",
     "esc_like": "audio-only clips; label = the audio signature most events have",
     "ks_like": "audio-visual: v0a0/v0a1 differ only in audio, v2a2/v3a2 only in video, the two 4/5 classes "
                "only in which sound goes with which shape",
+    "bind_like": "audio-visual binding: every clip shows each visual and each audio signature once; the class is "
+                 "which sound goes with which shape (class 0: as in pretraining), so only the binding in time "
+                 "separates the classes",
     "charades_like": "multi-label: label (a, b) = event type a happens before event type b (mAP)",
 }
 
@@ -71,20 +75,22 @@ def class_names(task: str) -> list[str]:
         return [vocab.audio_name(j) for j in range(8)]
     if task == "ks_like":
         return [name for name, _ in vocab.KS_CLASSES]
+    if task == "bind_like":
+        return list(vocab.BIND_NAMES)
     if task == "charades_like":
         return [f"e{a}_before_e{b}" for a, b in vocab.CHARADES_LABELS]
     raise ValueError(task)
 
 
 def _seed_key(task: str, split: str) -> int:
-    return _PRETRAIN_SEED_KEY if task == "pretrain" else SPLIT_IDS[split]
+    return _PRETRAIN_SEED_KEYS[split] if task == "pretrain" else SPLIT_IDS[split]
 
 
 def _labels(task: str, split: str, n: int, seed: int, spec: SyntheticSpec) -> list[int | None]:
-    """Balanced labels in a seeded order (pretrain: latent scripts; charades: decided per clip)."""
-    if task == "charades_like":
+    """Balanced labels in a seeded order (pretrain: none; charades: decided per clip)."""
+    if task in ("pretrain", "charades_like"):
         return [None] * n
-    c = spec.latent_classes if task == "pretrain" else len(class_names(task))
+    c = len(class_names(task))
     rng = np.random.default_rng([int(seed), TASK_IDS[task], _seed_key(task, split), 0x1AB])
     return [int(x) for x in rng.permutation(np.arange(n) % c)]
 
@@ -92,12 +98,11 @@ def _labels(task: str, split: str, n: int, seed: int, spec: SyntheticSpec) -> li
 def render_clip(job: tuple) -> tuple[str, bytes, dict[str, Any]]:
     """Worker: one clip -> (id, mp4 bytes, json meta)."""
     task, split, index, label, seed, rp, spec_json = job
-    split = (split or PRETRAIN_SPLIT) if task == "pretrain" else split
     spec = SyntheticSpec(**{**spec_json, "tasks": tuple(spec_json["tasks"])})
     rng = np.random.default_rng([int(seed), TASK_IDS[task], _seed_key(task, split), int(index)])
     seg_s = rp["frames_per_segment"] / rp["fps"]
     duration = rp["segments"] * seg_s
-    scene = sample_scene(task, label, duration, seg_s, rng, spec, scripts(seed, spec))
+    scene = sample_scene(task, label, duration, seg_s, rng, spec)
     n_frames = int(round(duration * rp["fps"]))
     has_video = "visual" in MODALITIES[task]
     frames = render_video(scene, rp["size"], rp["fps"], n_frames, rng) if has_video else None
@@ -110,8 +115,6 @@ def render_clip(job: tuple) -> tuple[str, bytes, dict[str, Any]]:
         "has_video": has_video,
         "events": [[-1 if e.etype is None else e.etype, -1 if e.vis is None else e.vis,
                     -1 if e.aud is None else e.aud, round(e.t0, 3), round(e.t1, 3)] for e in scene.events]}
-    if scene.latent is not None:
-        meta["latent"] = scene.latent
     if scene.labels is not None:
         meta["labels"] = scene.labels
     elif scene.label is not None:
@@ -121,13 +124,8 @@ def render_clip(job: tuple) -> tuple[str, bytes, dict[str, Any]]:
 
 def _jobs(seed: int, cfg: DataConfig, spec: SyntheticSpec) -> list[tuple[str, str, list[tuple]]]:
     rp, sj = render_params(cfg), spec.to_json()
-    ps = PRETRAIN_SPLIT
-    labels = _labels("pretrain", ps, spec.pretrain_clips, seed, spec)
-    out = [("pretrain", ps, [("pretrain", ps, i, lab, seed, rp, sj) for i, lab in enumerate(labels)])]
-    if spec.clean_pretrain:  # same RNG streams (the split does not key pretraining clips): twin scenes
-        clean = {**sj, "nuisance": 0.0}
-        out.append(("pretrain", CLEAN_SPLIT, [("pretrain", CLEAN_SPLIT, i, lab, seed, rp, clean)
-                                              for i, lab in enumerate(labels)]))
+    out = [("pretrain", split, [("pretrain", split, i, None, seed, rp, sj) for i in range(n)])
+           for split, n in ((PRETRAIN_SPLIT, spec.pretrain_clips), (PRETRAIN_VAL_SPLIT, spec.pretrain_val_clips)) if n]
     for task in spec.tasks:
         for split, n in spec.splits.items():
             out.append((task, split, [(task, split, i, lab, seed, rp, sj) for i, lab in
@@ -140,7 +138,7 @@ def clips_per_shard(n: int, scale: str, shard_clips: int | None = None, shards: 
     are that many clips), else the scale's default (tiny: 40 per shard; paper: >= PAPER_SHARDS shards)."""
     if shard_clips:
         return int(shard_clips)
-    if shards is None and scale == "tiny":
+    if shards is None and scale in ("tiny", "smoke"):
         return TINY_SHARD_CLIPS
     return max(1, int(n) // max(1, int(shards or PAPER_SHARDS)))
 
@@ -162,7 +160,7 @@ def generate(root: str | Path, cfg: DataConfig, spec: SyntheticSpec | None = Non
     try:
         for task, split, jobs in groups:
             pre = task == "pretrain"
-            folder = (root / ("pretrain_clean" if split == CLEAN_SPLIT else task)) if pre else root / task / split
+            folder = (root / ("pretrain_val" if split == PRETRAIN_VAL_SPLIT else task)) if pre else root / task / split
             meta = {"modalities": list(MODALITIES[task]), "task": task, "split": split,
                     "generator": "data.synthetic", "version": VERSION, **rp}
             per_shard = clips_per_shard(len(jobs), cfg.resolved_synthetic_scale(), shard_clips, shards)

@@ -52,7 +52,7 @@ def render_video(scene: Scene, size: int, fps: float, n_frames: int, rng: np.ran
         frames = frames + (0.5 * bg["texture"]) * wave[..., None] * colour.astype(np.float32)
     for shape, colour, cx, cy, r in scene.clutter:
         m = shape_mask(shape, xx - cx, yy - cy, r)
-        frames[:, m] = np.asarray(vocab.COLOURS[colour], np.float32) * 0.85
+        frames[:, m] = np.asarray(vocab.CLUTTER_GREY, np.float32)
     for ev in scene.events:
         if ev.vis is None:
             continue

@@ -1,8 +1,12 @@
 """Sample one clip's scene: the event timeline (what happens when) and its nuisances.
 
-A latent class (pretraining script, or the downstream label) decides which event follows which; each
-event is seen (a moving coloured shape) and heard (a tone with a timbre and rhythm) over exactly the
-same time span. Everything else (background colours and drifting texture, static clutter shapes,
+Version 5: events sit on the segment grid (one event per segment, starting and ending within it), so a
+segment is one event and the two modalities of a segment belong together. A pretraining clip shows
+`types_per_clip` of the 8 bound event types (v_i with a_i), each on S / k segments, in a random order:
+both unimodal marginals are the same for every clip, and "another clip's audio" (CPP's negative) is
+told apart from the clip's own only by which sounds go with which shapes (in the set and in time).
+Downstream labels decide the events (see `sample_scene`); each event is seen (a moving coloured shape)
+and heard (a tone with a timbre and rhythm) over exactly the same time span. Everything else (background colours and drifting texture, static clutter shapes,
 pixel noise, object position/size/phase/brightness, background noise, a steady distractor hum,
 loudness, pitch jitter) is drawn independently per clip or event.
 """
@@ -47,23 +51,21 @@ class Scene:
     hum: tuple[float, int, float] = (440.0, 0, 0.0)  # freq, timbre, amplitude
     label: int | None = None
     labels: list[int] | None = None
-    latent: int | None = None
-
-
-def scripts(seed: int, spec: SyntheticSpec) -> np.ndarray:
-    """Pretraining latent classes: each a cycle of 3 distinct event types (fixed per benchmark seed)."""
-    rng = np.random.default_rng([int(seed), 0x5C1])
-    return np.stack([rng.choice(len(vocab.EVENTS), 3, replace=False) for _ in range(spec.latent_classes)])
 
 
 def _timeline(duration: float, seg_s: float, rng: np.random.Generator, spec: SyntheticSpec) -> list[tuple[float, float]]:
-    t = rng.uniform(*spec.gap_segments) * seg_s
-    out = []
-    while t < duration - 0.25 * seg_s:
-        length = rng.uniform(*spec.event_segments) * seg_s
-        out.append((t, min(duration, t + length)))
-        t += length + rng.uniform(*spec.gap_segments) * seg_s
-    return out
+    """One event per segment: it starts within the first `onset_jitter` of the segment and ends within its
+    last `onset_jitter` (a short silent, object-free gap between events)."""
+    n = int(round(duration / seg_s))
+    j = spec.onset_jitter * seg_s
+    return [(k * seg_s + rng.uniform(0, j), (k + 1) * seg_s - rng.uniform(0, j)) for k in range(n)]
+
+
+def _draw_types(n: int, k: int, rng: np.random.Generator, pool: int = 8) -> list[int]:
+    """n segments showing k distinct values of range(pool), each on n/k segments (as evenly as n allows),
+    in a random order."""
+    chosen = rng.choice(pool, k, replace=False)
+    return [int(x) for x in rng.permutation(np.resize(chosen, n))]
 
 
 def _slots(duration: float, m: int, rng: np.random.Generator) -> list[tuple[float, float]]:
@@ -95,8 +97,8 @@ def _dress(ev: Event, rng: np.random.Generator, spec: SyntheticSpec) -> Event:
 
 def _nuisances(scene: Scene, rng: np.random.Generator, spec: SyntheticSpec) -> Scene:
     n = spec.nuisance
-    scene.bg = {
-        "a": rng.uniform(0, 1, 3), "b": rng.uniform(0, 1, 3), "angle": rng.uniform(0, 2 * np.pi),
+    scene.bg = {  # muted background colours (version 5), so the signature colours stand out
+        "a": rng.uniform(0.15, 0.55, 3), "b": rng.uniform(0.15, 0.55, 3), "angle": rng.uniform(0, 2 * np.pi),
         "gratings": [(rng.uniform(0, np.pi), rng.uniform(1.5, 5.0), rng.uniform(0, 2 * np.pi),
                       rng.uniform(-0.5, 0.5), rng.uniform(-1, 1, 3)) for _ in range(2)],
         "texture": n * spec.texture_amplitude,
@@ -117,19 +119,18 @@ def _typed(t: tuple[float, float], etype: int) -> Event:
 
 
 def sample_scene(task: str, label: int | None, duration: float, seg_s: float, rng: np.random.Generator,
-                 spec: SyntheticSpec, script_table: np.ndarray) -> Scene:
-    """One clip's scene. `label` is the class (downstream) or the latent script (pretrain)."""
+                 spec: SyntheticSpec) -> Scene:
+    """One clip's scene. `label` is the class (downstream; None for pretraining and charades_like)."""
     p = spec.class_event_prob
-    n_ev = len(vocab.EVENTS)
     events: list[Event] = []
     labels = None
-    if task == "pretrain":
-        script = script_table[label]
-        pos = int(rng.integers(3))
-        for t in _timeline(duration, seg_s, rng, spec):
-            et = int(script[pos % 3]) if rng.random() < spec.script_prob else int(rng.integers(n_ev))
-            events.append(_typed(t, et))
-            pos += 1
+    if task == "pretrain":  # k of the 8 bound types (v_i with a_i), each on S/k segments, in a random order
+        times = _timeline(duration, seg_s, rng, spec)
+        events = [_typed(t, et) for t, et in zip(times, _draw_types(len(times), spec.types_per_clip, rng))]
+    elif task == "bind_like":  # as pretraining, with the audio signature = the class's map of the visual one
+        times = _timeline(duration, seg_s, rng, spec)
+        amap = vocab.BIND_MAPS[label]
+        events = [Event(t[0], t[1], v, amap[v]) for t, v in zip(times, _draw_types(len(times), spec.types_per_clip, rng))]
     elif task == "ucf_like":  # label = visual signature; audio signatures random (uninformative)
         for t in _timeline(duration, seg_s, rng, spec):
             v = label if rng.random() < p else int(rng.choice([i for i in range(8) if i != label]))
@@ -153,6 +154,5 @@ def sample_scene(task: str, label: int | None, duration: float, seg_s: float, rn
         raise ValueError(f"unknown synthetic task {task!r}")
     events = [_dress(e, rng, spec) for e in events]
     scene = Scene(duration=duration, events=events, labels=labels,
-                  label=None if task in ("pretrain", "charades_like") else int(label),
-                  latent=int(label) if task == "pretrain" else None)
+                  label=None if task in ("pretrain", "charades_like") else int(label))
     return _nuisances(scene, rng, spec)

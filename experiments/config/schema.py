@@ -65,6 +65,9 @@ class CPPConfig:
 class PretrainConfig:
     enabled: bool = True
     dataset: str = "pretrain"  # sub-folder of data.root with the pretraining shards
+    # ours: sub-folder of held-out pretraining clips; when set, CPP accuracy and MEP top-1 against the
+    # clip's other segments (chance 1/S) are measured on it after every epoch (log.jsonl, metrics.json)
+    heldout_dataset: str = ""
     epochs: int = 10
     steps_per_epoch: int = 1000  # fixed epoch length: every rank runs exactly this many optimizer steps
     batch_size: int = 8  # clips per GPU per micro-batch
@@ -87,7 +90,8 @@ class EvalConfig:
     name: str = "ks"
     task: str = "ks_like"  # sub-folder of data.root with train/val/test shards
     protocol: Literal["linear", "finetune"] = "linear"
-    model: Literal["v_cnn", "a_cnn", "m_cnn", "v_bert", "a_bert", "m_bert"] = "m_bert"
+    # *_hand (ours): the reference row, a head on hand-crafted segment statistics (model/handcrafted.py)
+    model: Literal["v_cnn", "a_cnn", "m_cnn", "v_bert", "a_bert", "m_bert", "v_hand", "a_hand", "m_hand"] = "m_bert"
     init: Literal["auto", "pretrained", "random"] = "auto"  # auto: pretrained when pretraining is enabled
     modalities: list[Modality] = field(default_factory=lambda: ["visual", "audio"])  # inputs given at test
     multilabel: bool = False  # Charades-like: sigmoid + BCE, metric mAP
@@ -104,6 +108,15 @@ class EvalConfig:
     # linear protocol only (ours): z-score the cached features with train-split statistics first
     standardize: bool = True
     split: int = 1  # official split / fold number (UCF101 1-3, HMDB51 1-3, ESC-50 1-5)
+    # ours: few-label evaluation, the first k training clips of each class in the order the evaluation
+    # loader yields them (fixed for a given data.num_workers; 0 = all); linear protocol, single-label only
+    train_per_class: int = 0
+
+    def __post_init__(self) -> None:
+        if self.train_per_class < 0:
+            raise ValueError(f"downstream '{self.name}': train_per_class must be >= 0, got {self.train_per_class}")
+        if self.train_per_class and (self.protocol != "linear" or self.multilabel):
+            raise ValueError(f"downstream '{self.name}': train_per_class needs protocol: linear on a single-label task")
 
 
 @dataclass

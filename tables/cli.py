@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 
 from tables.aggregate import check_seed_groups
-from tables.results_io import REPO_ROOT, RunRecord, eval_frame, scan
+from tables.results_io import REPO_ROOT, ResultsError, RunRecord, eval_frame, scan
 from tables.spec import PROFILES
 
 FORMATS = ("md", "tex", "csv", "png")
@@ -45,10 +46,25 @@ def load_runs(results: Path, rq_names: dict[str, set[str]], profile: str
             notes.append(f"ignored folders in {rq}/ (no table row of that name): {', '.join(ignored)}")
         records += recs
     check_seed_groups(records)
-    if profile != "any":
-        other = Counter(r.profile for r in records if r.profile != profile)
-        if other:
-            notes.append("left out runs of other profiles (" + ", ".join(f"{p}: {n}" for p, n in sorted(other.items()))
-                         + "); pass --profile to use them")
-        records = [r for r in records if r.profile == profile]
-    return records, eval_frame(records), notes
+    records, note = keep_profile(records, profile)
+    return records, eval_frame(records), notes + ([note] if note else [])
+
+
+def keep_profile(records: list[RunRecord], profile: str) -> tuple[list[RunRecord], str | None]:
+    """The records of `profile` ('any': all), and a note naming what was left out (None if nothing)."""
+    if profile == "any":
+        return records, None
+    other = Counter(r.profile for r in records if r.profile != profile)
+    note = ("left out runs of other profiles (" + ", ".join(f"{p}: {n}" for p, n in sorted(other.items()))
+            + "); pass --profile to use them") if other else None
+    return [r for r in records if r.profile == profile], note
+
+
+def run_main(main) -> None:
+    """`python tables/make_*.py`: exit with main()'s code; a malformed or inconsistent result is one
+    line on stderr and exit code 2, not a traceback."""
+    try:
+        sys.exit(main())
+    except ResultsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -24,7 +24,8 @@ from experiments.io_utils import atomic_write_text  # noqa: E402
 from tables import claims_spec, make_table1  # noqa: E402
 from tables.aggregate import check_row_config, check_seed_groups  # noqa: E402
 from tables.claims import VERDICTS, judge_all  # noqa: E402
-from tables.results_io import REPO_ROOT, ResultsError, RunRecord, eval_frame, scan  # noqa: E402
+from tables.cli import keep_profile, run_main  # noqa: E402
+from tables.results_io import REPO_ROOT, RunRecord, eval_frame, scan  # noqa: E402
 from tables.spec import PROFILES, RowSpec  # noqa: E402
 
 RULES = ("Verdict rules (A − B paired over seeds, percentage points; 95 % CI = mean ± t(0.975, n−1)·sd/√n): "
@@ -67,14 +68,8 @@ def load(results: Path, claims: list, profile: str) -> tuple[list[RunRecord], li
     for rec in records:
         if (rec.rq, rec.base) in rows:
             check_row_config(rec, rows[(rec.rq, rec.base)])
-    notes = []
-    if profile != "any":
-        other = Counter(r.profile for r in records if r.profile != profile)
-        if other:
-            notes.append("left out runs of other profiles (" + ", ".join(f"{p}: {n}" for p, n in sorted(other.items()))
-                         + "); pass --profile to use them")
-        records = [r for r in records if r.profile == profile]
-    return records, notes
+    records, note = keep_profile(records, profile)
+    return records, [note] if note else []
 
 
 def fmt_diff(row: dict) -> str:
@@ -132,8 +127,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except ResultsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_main(main)

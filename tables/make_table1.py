@@ -21,7 +21,6 @@ from experiments.io_utils import atomic_write_bytes, atomic_write_text  # noqa: 
 from tables import cli, paper_data, plots  # noqa: E402
 from tables.build import Section, build_section  # noqa: E402
 from tables.render import document_markdown, write_section  # noqa: E402
-from tables.results_io import ResultsError  # noqa: E402
 from tables.spec import KS_TASKS, MetricCol, RowSpec, RunCol, ours_label  # noqa: E402
 
 AV, AUDIO, VISUAL = "audio+visual", "audio", "visual"
@@ -183,8 +182,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except ResultsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    cli.run_main(main)

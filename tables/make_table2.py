@@ -23,7 +23,6 @@ from experiments.io_utils import atomic_write_bytes, atomic_write_text  # noqa: 
 from tables import cli, paper_data, plots  # noqa: E402
 from tables.build import Section, build_section  # noqa: E402
 from tables.render import document_markdown, write_section  # noqa: E402
-from tables.results_io import ResultsError  # noqa: E402
 from tables.spec import (CHARADES_TASKS, ESC_TASKS, HMDB_TASKS, KS_TASKS, UCF_TASKS, MetricCol,  # noqa: E402
                          RowSpec, ours_label)
 
@@ -204,8 +203,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except ResultsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    cli.run_main(main)

@@ -61,9 +61,9 @@ DESCRIPTION = {
     "esc_like": "audio-only clips; label = the audio signature most events have",
     "ks_like": "audio-visual: v0a0/v0a1 differ only in audio, v2a2/v3a2 only in video, the two 4/5 classes "
                "only in which sound goes with which shape",
-    "bind_like": "audio-visual binding: every clip shows each visual and each audio signature once; the class is "
-                 "which sound goes with which shape (class 0: as in pretraining), so only the binding in time "
-                 "separates the classes",
+    "bind_like": "audio-visual binding: a clip shows 4 random visual signatures, each with the class's audio "
+                 "signature for it at the same time; the class is which sound goes with which shape (class 0: as "
+                 "in pretraining), so only the binding separates the classes",
     "charades_like": "multi-label: label (a, b) = event type a happens before event type b (mAP)",
 }
 

@@ -6,9 +6,10 @@ segment is one event and the two modalities of a segment belong together. A pret
 both unimodal marginals are the same for every clip, and "another clip's audio" (CPP's negative) is
 told apart from the clip's own only by which sounds go with which shapes (in the set and in time).
 Downstream labels decide the events (see `sample_scene`); each event is seen (a moving coloured shape)
-and heard (a tone with a timbre and rhythm) over exactly the same time span. Everything else (background colours and drifting texture, static clutter shapes,
-pixel noise, object position/size/phase/brightness, background noise, a steady distractor hum,
-loudness, pitch jitter) is drawn independently per clip or event.
+and heard (a tone with a timbre and rhythm) over exactly the same time span. Everything else
+(background colours and drifting texture, static clutter shapes, pixel noise, object
+position/size/phase/brightness, background noise, a steady distractor hum, loudness, pitch jitter) is
+drawn independently per clip or event.
 """
 from __future__ import annotations
 

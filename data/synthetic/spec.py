@@ -22,8 +22,8 @@ from data.config import AudioConfig, DataConfig, VideoConfig
 # weaker hum, 0-1 clutter shapes, -6..0 dB events, fainter textures) and 200/32/64 clips per task split.
 # 4: `pretrain_clean/` (tiny), nuisance-free twins of the pretraining clips; other files as in 3.
 # 5: the instrument (README "The synthetic benchmark as an instrument"): events on the segment grid,
-# pretraining clips = the 8 bound types once each in random order (CPP negatives share the clip's
-# signature set), 8 distinct signature colours, grey clutter, muted backgrounds, bind_like, a held-out
+# pretraining clips = 4 of the 8 bound types (types_per_clip), each on 2 segments, in random order
+# (both unimodal marginals the same for every clip), 8 distinct signature colours, grey clutter, muted backgrounds, bind_like, a held-out
 # pretraining split `pretrain_val/`, 2,048 pretraining clips, 128 / 200 / 1,000 clips per task split;
 # no `pretrain_clean/` any more.
 VERSION = 5

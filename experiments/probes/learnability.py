@@ -83,7 +83,7 @@ def heldout_metrics(model, objective, oracle: Oracle, sigs: torch.Tensor, batch:
 def run(cfg, steps: int, seed: int, clip_scale: float = 0.5, noise: float = 0.5, heldout_clips: int = 512,
         log_every: int = 0) -> dict:
     """Train cfg's transformer stack on oracle embeddings; returns held-out metrics and timings."""
-    from experiments.optim import build_optimizer, build_scheduler, cnn_split_groups
+    from experiments.optim import build_optimizer, build_scheduler, decay_groups
     from model.build import build_model
     from model.pretrain_objective import AVPretrainObjective
 
@@ -92,8 +92,9 @@ def run(cfg, steps: int, seed: int, clip_scale: float = 0.5, noise: float = 0.5,
     model = build_model(cfg.model)
     objective = AVPretrainObjective(model, pc.mep, pc.cpp, pc.negatives)
     module = torch.nn.ModuleDict({"model": model, "objective": objective})
+    # no CNNs here: every trained parameter is on the non-CNN side of the run's LR split
     named = [(n, p) for n, p in module.named_parameters() if not n.startswith(("model.visual_cnn.", "model.audio_cnn."))]
-    groups = cnn_split_groups(named, pc.optim, ("model.visual_cnn.", "model.audio_cnn."))
+    groups = decay_groups(named, pc.optim.weight_decay, pc.optim.lr * pc.optim.transformer_lr_scale)
     opt = build_optimizer(groups, pc.optim, torch.device("cpu"))
     sched = build_scheduler(opt, pc.optim, steps)
     oracle = Oracle({"visual": model.visual_dim, "audio": model.audio_dim}, seed, clip_scale, noise)

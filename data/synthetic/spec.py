@@ -43,8 +43,9 @@ class SyntheticSpec:
     # pretraining and bind_like clips show this many of the 8 signatures (each on S/k segments). Why not
     # all 8 once each (negatives that differ only in timing): measured on oracle embeddings, the tiny
     # stack's CPP stays at 0.48-0.50 after 600-1,500 steps that way (MEP reaches 0.99), and reaches
-    # 0.82 (full loss) to 0.96 (CPP alone) after 600 steps with 4. Cost of 4: each type sits on 2 segments, so held-out MEP top-1 against the
-    # clip's other segments is capped at 0.5 (README, learnability check)
+    # 0.82 (full loss) to 0.96 (CPP alone) after 600 steps with 4. Cost of 4: each type sits on 2
+    # segments, so held-out MEP top-1 against the clip's other segments is capped at 0.5 (README,
+    # learnability check)
     types_per_clip: int = 4
     object_size: tuple[float, float] = (0.14, 0.2)  # object radius as a fraction of the frame side
     # nuisances (multiplied by `nuisance`)

@@ -74,10 +74,15 @@ class AudioResNet(nn.Module):
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         self.grad_checkpointing = enabled
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """[N, 1, F, T] -> the last stage's map [N, 32 * width, F/16, T/16] (released res5 output)."""
         x = self.stem(x)
         for stage in self.stages:
             x = checkpoint(stage, x, use_reentrant=False) if self.grad_checkpointing and self.training else stage(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.feature_map(x)
         if self.freq_bins == 1:
             return x.mean(dim=(2, 3))
         return F.adaptive_avg_pool2d(x, (self.freq_bins, 1)).flatten(1)

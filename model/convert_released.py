@@ -1,6 +1,6 @@
 """Load the authors' released AVBERT weights: released state-dict key names -> our module names.
 
-    python -m model.convert_released checkpoint.pyth ours.pt [--fusion mid --sharing part]
+    python -m model.convert_released epoch_best.pyth ours.pt [--fusion mid --sharing part --heads 12 --layers 6]
 
 The released checkpoint (sangho-vision/avbert, PySlowFast naming) stores the state dict under
 `state_dict` (pretrained) or `model_state_dict` (downstream), keys optionally prefixed `avbert.`.
@@ -8,15 +8,20 @@ Rules (see released_code.md §1-2): `visual_conv.sN.pathway0_resJ.branch2.{a,b,c
 `visual_cnn.stages.{N-2}.J.{conv,bn}_{a,b,c}`, `audio_conv...b1/b2` (separable) -> `conv_b.{0,1,3}` +
 `bn_b`, `visual_fc/visual_norm` -> `visual_input.proj/norm`, the 2-row BOS table -> the two
 `*_input.bos`, `factor_*.{ms{g}_linear, orthogonal_ms{g}_linear.A, s_linear}` ->
-`{q,k,v,o,ffn_in,ffn_out}.{down.g, rot.g, up}`. With sharing across models the released state dict
-repeats the one transformer under four prefixes; the copies are checked to be identical. Keys we
-cannot place are reported by name (never dropped silently), as are our keys the source lacks
-(the MEP mask vectors, which downstream checkpoints do not need).
+`{q,k,v,o,ffn_in,ffn_out}.{down.g, rot.g, up}`, the KS heads `concat_head.projection` ->
+`concat_head.fc`, `concat_seq_head.{fc1,fc2,ln,projection}` -> `seq_head.{proj.visual,proj.audio,norm,fc}`.
+Sizes (CNN widths and depths, hidden, FFN, rank, positions, classes) are read from the tensors
+(model/infer_config.py); attention heads and the depth of a shared layer are flags. With sharing
+across models the released state dict repeats the one transformer under four prefixes; the copies
+are checked to be identical. Keys we cannot place are reported by name (never dropped silently), as
+are our keys the source lacks (except the MEP mask vectors, reported as pretraining-only: downstream
+checkpoints do not hold them).
 """
 from __future__ import annotations
 
 import argparse
 import re
+import sys
 from dataclasses import dataclass, field
 
 import torch
@@ -33,34 +38,62 @@ _LAYER_MAPS = {  # released sub-module -> ours (ALBERT-with-factors, plain ALBER
 _ROLE_PREFIX = {"single_visual_transformer": "visual", "single_audio_transformer": "audio", "multi_transformer": "multi"}
 
 
+# released Kinetics-Sounds heads (MultimodalSequenceClassify / ClassifyHead) -> our DownstreamModel (m_bert row)
+HEAD_KEYS = {
+    "concat_head.projection.weight": "concat_head.fc.weight",
+    "concat_head.projection.bias": "concat_head.fc.bias",
+    "concat_seq_head.fc1.weight": "seq_head.proj.visual.weight",
+    "concat_seq_head.fc2.weight": "seq_head.proj.audio.weight",
+    "concat_seq_head.ln.weight": "seq_head.norm.weight",
+    "concat_seq_head.ln.bias": "seq_head.norm.bias",
+    "concat_seq_head.projection.weight": "seq_head.fc.weight",
+    "concat_seq_head.projection.bias": "seq_head.fc.bias",
+}
+# ours, used by MEP only: a downstream checkpoint has no reason to hold them (left at their init)
+PRETRAIN_ONLY = ("visual_input.mask_token", "audio_input.mask_token")
+
+
 @dataclass
 class ConversionReport:
     unused_source: list[str] = field(default_factory=list)  # released keys with no place in our model
     missing_target: list[str] = field(default_factory=list)  # our keys the source did not provide
     duplicates: list[str] = field(default_factory=list)  # repeated copies of the shared transformer (checked equal)
-    problems: list[str] = field(default_factory=list)  # values we cannot express (e.g. non-identity expRNN base)
+    problems: list[str] = field(default_factory=list)  # values we cannot express, or of the wrong shape
+    heads: list[str] = field(default_factory=list)  # released head keys mapped onto our heads ("src -> ours")
+    pretraining_only: list[str] = field(default_factory=list)  # our MEP-only keys the source lacks (kept at init)
 
     @property
     def ok(self) -> bool:
-        return not self.unused_source and not self.problems
+        return not self.unused_source and not self.problems and not self.missing_target
 
     def __str__(self) -> str:
         parts = []
-        for name in ("problems", "unused_source", "missing_target", "duplicates"):
+        for name in ("problems", "unused_source", "missing_target", "heads", "pretraining_only", "duplicates"):
             items = getattr(self, name)
-            if items:
+            if items and name == "duplicates":
+                parts.append(f"shared copies (checked equal to the 'transformer.' one): {len(items)} keys")
+            elif items:
                 shown = ", ".join(items[:20]) + (f", ... ({len(items)} in all)" if len(items) > 20 else "")
-                parts.append(f"{name}: {shown}")
+                label = {"heads": "heads mapped", "pretraining_only": "pretraining-only, not in the source "
+                         "(left at init)"}.get(name, name)
+                parts.append(f"{label}: {shown}")
         return "\n".join(parts) or "all keys converted"
 
 
 def unwrap_checkpoint(obj) -> dict[str, torch.Tensor]:
-    """Released files hold {'state_dict': ...} or {'model_state_dict': ...}; strip `avbert.`/`module.`."""
+    """Released files hold {'state_dict': ...} (pretraining) or the fine-tuning saver's
+    {'model_state_dict', 'head_state_dict' (linear evaluation's separate head, else None), ...};
+    returns one flat dict with `avbert.`/`module.` stripped."""
+    heads = None
     if isinstance(obj, dict):
+        if isinstance(obj.get("head_state_dict"), dict):
+            heads = obj["head_state_dict"]
         for k in ("state_dict", "model_state_dict", "model"):
             if k in obj and isinstance(obj[k], dict):
                 obj = obj[k]
                 break
+    if heads:
+        obj = {**obj, **heads}
     out = {}
     for k, v in obj.items():
         for pre in ("module.", "avbert."):
@@ -138,9 +171,15 @@ def convert_state_dict(src: dict[str, torch.Tensor], model: torch.nn.Module) -> 
     out: dict[str, torch.Tensor] = {}
     role_stack = model._role_stack
     for k, v in src.items():
+        if k in HEAD_KEYS:
+            continue  # heads: convert_heads
         ours = _cnn_key(k) or _embedding_key(k)
         if k == "summary_encoding.bos_embeddings.weight":
-            out["visual_input.bos"], out["audio_input.bos"] = v[0], v[1]
+            want = (2, *target["visual_input.bos"].shape)
+            if tuple(v.shape) != want:
+                rep.problems.append(f"{k} -> visual_input.bos / audio_input.bos: shape {tuple(v.shape)} != ours {want}")
+            else:
+                out["visual_input.bos"], out["audio_input.bos"] = v[0], v[1]
             continue
         m = re.fullmatch(r"(transformer|single_visual_transformer|single_audio_transformer|multi_transformer)\."
                          r"encoder\.(?:albert_layer_groups\.0\.albert_layers\.(\d+)|layer\.(\d+))\.(.+)", k)
@@ -175,41 +214,75 @@ def convert_state_dict(src: dict[str, torch.Tensor], model: torch.nn.Module) -> 
             rep.problems.append(f"{k} -> {ours}: shape {tuple(v.shape)} != ours {tuple(target[ours].shape)}")
             continue
         out[ours] = v
-    rep.missing_target = sorted(set(target) - set(out))
+    missing = sorted(set(target) - set(out))
+    rep.pretraining_only = [k for k in missing if k in PRETRAIN_ONLY]
+    rep.missing_target = [k for k in missing if k not in PRETRAIN_ONLY]
+    rep.heads = [f"{k} -> {HEAD_KEYS[k]}" for k in src if k in HEAD_KEYS]
     return out, rep
 
 
+def convert_heads(src: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The released KS heads under our DownstreamModel names (empty for a pretraining checkpoint)."""
+    src = unwrap_checkpoint(src)
+    return {HEAD_KEYS[k]: v for k, v in src.items() if k in HEAD_KEYS}
+
+
 def load_released(model: torch.nn.Module, src: dict[str, torch.Tensor], strict: bool = True) -> ConversionReport:
-    """Convert and load into `model`; with strict=True any unusable key or missing weight (other than
-    the pretraining-only mask vectors) raises with the report."""
+    """Convert and load into `model`; with strict=True any unusable key, wrong shape or missing weight
+    (other than the pretraining-only mask vectors) raises with the report. Nothing is loaded then."""
     sd, rep = convert_state_dict(src, model)
-    allowed_missing = {"visual_input.mask_token", "audio_input.mask_token"}
-    if strict and (not rep.ok or set(rep.missing_target) - allowed_missing):
+    if strict and not rep.ok:
         raise ValueError(f"released checkpoint does not match this model:\n{rep}")
     model.load_state_dict(sd, strict=False)
     return rep
 
 
-def main(argv: list[str] | None = None) -> None:
-    from .build import build_model
-    from .config import AVBertConfig
+def main(argv: list[str] | None = None) -> int:
+    import io
+    from dataclasses import asdict
+    from pathlib import Path
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from data.fsutil import atomic_write_bytes
+
+    from .build import build_model
+    from .infer_config import config_overrides, infer_config
+
+    ap = argparse.ArgumentParser(prog="python -m model.convert_released", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("src", help="released checkpoint (.pyth)")
-    ap.add_argument("dst", help="output: {'model': our state dict} loadable with weights_only=True")
+    ap.add_argument("dst", help="output: {'model', 'heads', 'model_config', ...}, loadable with weights_only=True")
     ap.add_argument("--fusion", default="mid", choices=("early", "mid", "late"))
     ap.add_argument("--sharing", default="part", choices=("none", "cross_layer", "all", "part", "multi2"))
+    ap.add_argument("--heads", type=int, default=12, help="attention heads (not in the tensors; released 12)")
+    ap.add_argument("--layers", type=int, default=6,
+                    help="layers a shared layer is applied (not in the tensors under cross-layer sharing; released 6)")
     a = ap.parse_args(argv)
-    model = build_model(AVBertConfig(fusion=a.fusion, sharing=a.sharing))
-    rep = load_released(model, torch.load(a.src, map_location="cpu", weights_only=True), strict=False)
+    if not Path(a.src).is_file():
+        ap.error(f"{a.src} does not exist")
+    obj = torch.load(a.src, map_location="cpu", weights_only=True)
+    src = unwrap_checkpoint(obj)
+    try:
+        cfg, sizes = infer_config(src, a.fusion, a.sharing, a.heads, a.layers)
+    except ValueError as e:
+        print(f"cannot read the model sizes from {a.src}: {e}", file=sys.stderr)
+        return 1
+    print("sizes read from the checkpoint: " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
+    model = build_model(cfg)
+    rep = load_released(model, src, strict=False)
     print(rep)
     if not rep.ok:
-        raise SystemExit("conversion incomplete: see the report above")
-    from experiments.io_utils import atomic_torch_save
-
-    atomic_torch_save({"model": model.state_dict(), "source": a.src, "report": str(rep)}, a.dst)
+        print("conversion incomplete: see the report above; nothing written", file=sys.stderr)
+        return 1
+    heads = convert_heads(src)
+    buf = io.BytesIO()
+    torch.save({"model": model.state_dict(), "heads": heads or None, "num_classes": sizes.get("num_classes"),
+                "model_config": asdict(cfg), "source": str(a.src), "report": str(rep)}, buf)
+    atomic_write_bytes(a.dst, buf.getvalue())
+    over = config_overrides(cfg)
+    print("run-config overrides for this model: " + (" ".join(over) if over else "none (the paper-scale defaults)"))
     print(f"wrote {a.dst}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

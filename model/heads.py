@@ -4,8 +4,8 @@ Rows (EvalConfig.model): v_cnn / a_cnn / m_cnn use per-segment pooled CNN featur
 a_bert / m_bert also run the transformers (v_/a_bert: one modality, the other None) and add a
 sequence head on the top stream. Heads, as in the released Kinetics-Sounds code:
 * concat head (released ConcatHead): dropout + linear on the concatenated pooled CNN features;
-* sequence head (released ConcatSeqHead): per segment t, sum over modalities of Linear([BOS_m; m_t])
-  -> LayerNorm -> dropout -> Linear.
+* sequence head (released ConcatSeqHead): per segment t, sum over modalities of
+  Linear_nobias(dropout([BOS_m; m_t])) -> LayerNorm (eps 1e-5) -> Linear.
 Both give logits per segment [B,S,C]. Released training: one loss per head and segment (labels
 repeated over segments), summed over heads (`downstream_loss`); released testing: softmax per head
 and segment, combined over heads and segments (`head_scores`; we average, the code sums: same ranking).
@@ -54,12 +54,14 @@ class ConcatHead(nn.Module):
 
 
 class SequenceHead(nn.Module):
-    """Per-segment [BOS; token] projections summed over modalities -> LayerNorm -> dropout -> Linear."""
+    """The released ConcatSeqHead: per segment, dropout on each modality's [BOS; token] pair, a
+    bias-free projection per modality (released fc1 / fc2), their sum -> LayerNorm -> Linear."""
 
-    def __init__(self, hidden: int, modalities: tuple[str, ...], num_classes: int, dropout: float):
+    def __init__(self, hidden: int, modalities: tuple[str, ...], num_classes: int, dropout: float,
+                 ln_eps: float = 1e-5):
         super().__init__()
-        self.proj = nn.ModuleDict({m: nn.Linear(2 * hidden, hidden) for m in modalities})
-        self.norm = nn.LayerNorm(hidden)
+        self.proj = nn.ModuleDict({m: nn.Linear(2 * hidden, hidden, bias=False) for m in modalities})
+        self.norm = nn.LayerNorm(hidden, eps=ln_eps)  # released MODEL.EPSILON
         self.drop = nn.Dropout(dropout)
         self.fc = nn.Linear(hidden, num_classes)
 
@@ -70,10 +72,11 @@ class SequenceHead(nn.Module):
             if m in seqs:
                 x = seqs[m]
                 pair = torch.cat([x[:, :1].expand(-1, x.shape[1] - 1, -1), x[:, 1:]], dim=-1)  # [B,S,2H]
-                h = proj(pair) if h is None else h + proj(pair)
+                term = proj(self.drop(pair))
+                h = term if h is None else h + term
         if h is None:
             raise ValueError(f"SequenceHead got none of its modalities {list(self.proj)}")
-        return self.fc(self.drop(self.norm(h)))
+        return self.fc(self.norm(h))
 
 
 class DownstreamModel(nn.Module):

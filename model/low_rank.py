@@ -61,7 +61,10 @@ class FactorLinear(nn.Module):
         """R_g = exp(skew(A_g)), exactly orthogonal; computed once per forward inside `cached_rotations`."""
         if self._cache is not None and group in self._cache:
             return self._cache[group]
-        r = torch.linalg.matrix_exp(skew(self.rot[group].float()))
+        a = self.rot[group]
+        # in the parameter's dtype (float64 models stay exact to ~1e-15), at least float32 (bf16 / fp16
+        # parameters would make the exponential inaccurate)
+        r = torch.linalg.matrix_exp(skew(a.to(torch.promote_types(a.dtype, torch.float32))))
         if self._cache is not None:
             self._cache[group] = r
         return r

@@ -234,7 +234,8 @@ def test_converter_round_trip_released_layout():
     src = released_like_state_dict()
     model = build_model(AVBertConfig())
     rep = load_released(model, {"state_dict": {"avbert." + k: v for k, v in src.items()}})
-    assert rep.ok and set(rep.missing_target) == {"visual_input.mask_token", "audio_input.mask_token"}
+    assert rep.ok and not rep.missing_target
+    assert set(rep.pretraining_only) == {"visual_input.mask_token", "audio_input.mask_token"}
     assert len(rep.duplicates) > 0
     sd = model.state_dict()
     assert torch.equal(sd["visual_cnn.stem.0.weight"], src["visual_conv.s1.pathway0_stem.conv.weight"])
@@ -255,13 +256,13 @@ def test_converter_round_trip_released_layout():
 
 def test_converter_reports_unknown_keys_by_name():
     src = released_like_state_dict()
-    src["concat_head.projection.weight"] = torch.zeros(3, 3)
+    src["other_head.projection.weight"] = torch.zeros(3, 3)
     src["visual_conv.s1.pathway0_stem.conv.weight"] = torch.zeros(1, 2, 3)
     model = build_model(AVBertConfig())
     _, rep = convert_state_dict(src, model)
-    assert "concat_head.projection.weight" in rep.unused_source
+    assert "other_head.projection.weight" in rep.unused_source
     assert any("pathway0_stem.conv.weight" in p for p in rep.problems)
-    with pytest.raises(ValueError, match="concat_head"):
+    with pytest.raises(ValueError, match="other_head"):
         load_released(model, src)
 
 

@@ -1,0 +1,111 @@
+"""Golden-output parity with the authors' released model (tests/fixtures/released/, made by running the
+released code at commit 01c12b7 on a small Kinetics-Sounds config; see its README).
+
+The released checkpoint file goes through our converter CLI exactly as a user's `epoch_best.pyth`
+would; our model and heads are built from the converted file alone and must reproduce every released
+output: CNN maps and embeddings, tokens, embedding outputs, unimodal and multimodal transformer
+outputs, both heads' logits and probabilities (float32 to 1e-5 relative, float64 to 1e-9)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from model.build import build_model
+from model.convert_released import main as convert_main
+from model.heads import DownstreamModel
+from model.infer_config import config_from_dict
+
+FIX = Path(__file__).parent / "fixtures" / "released"
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("conv") / "ours.pt"
+    assert convert_main([str(FIX / "released_checkpoint.pyth"), str(out), "--heads", "4"]) == 0
+    return torch.load(out, map_location="cpu", weights_only=True)
+
+
+def build_from(converted: dict, dtype: torch.dtype) -> DownstreamModel:
+    backbone = build_model(config_from_dict(converted["model_config"]))
+    backbone.load_state_dict(converted["model"])  # strict: every key of ours is in the file
+    dm = DownstreamModel(backbone, "m_bert", converted["num_classes"])
+    missing, unexpected = dm.load_state_dict({**{f"backbone.{k}": v for k, v in converted["model"].items()},
+                                              **converted["heads"]}, strict=False)
+    assert not missing and not unexpected
+    return dm.to(dtype).eval()
+
+
+@torch.no_grad()
+def our_outputs(dm: DownstreamModel, video: torch.Tensor, audio: torch.Tensor) -> dict[str, torch.Tensor]:
+    m = dm.backbone
+    b, s = video.shape[:2]
+    out = {"cnn_visual_map": m.visual_cnn.feature_map(video.flatten(0, 1)),
+           "cnn_audio_map": m.audio_cnn.feature_map(audio.flatten(0, 1))}
+    ev, ea = m.encode_visual(video.flatten(0, 1)).view(b, s, -1), m.encode_audio(audio.flatten(0, 1)).view(b, s, -1)
+    out["cnn_visual_emb"], out["cnn_audio_emb"] = ev, ea
+    out["visual_tokens"], out["audio_tokens"] = m.visual_input(ev), m.audio_input(ea)
+    pos = torch.arange(s + 1)
+    out["visual_embedded"] = m.stream_embed["visual"](out["visual_tokens"], pos)
+    out["audio_embedded"] = m.stream_embed["audio"](out["audio_tokens"], pos)
+    ctx = m.contextualize(ev, ea)
+    out["unimodal_visual"], out["unimodal_audio"] = ctx.visual, ctx.audio
+    types = torch.cat([torch.zeros(s + 1, dtype=torch.long), torch.ones(s + 1, dtype=torch.long)])
+    out["multi_embedded"] = m.stream_embed["multi"](torch.cat([ctx.visual, ctx.audio], 1), torch.cat([pos, pos]), types)
+    out["multimodal"] = torch.cat([ctx.multi_visual, ctx.multi_audio], 1)
+    logits = dm.head_logits(dm.features(video, audio))
+    for name, key in (("concat_head", "concat"), ("seq_head", "seq")):
+        out[f"{name}_logits"] = logits[key].flatten(0, 1)
+        out[f"{name}_probs"] = torch.softmax(out[f"{name}_logits"], dim=-1)
+    return out
+
+
+@pytest.mark.parametrize("dtype,rel,golden", [(torch.float32, 1e-5, "outputs.pt"),
+                                               (torch.float64, 1e-9, "outputs_float64.pt")])
+def test_converted_released_checkpoint_reproduces_every_released_output(converted, dtype, rel, golden):
+    inputs = torch.load(FIX / "inputs.pt", weights_only=True)
+    ref = torch.load(FIX / golden, weights_only=True)
+    ours = our_outputs(build_from(converted, dtype), inputs["video"].to(dtype), inputs["audio"].to(dtype))
+    assert set(ours) == set(ref)
+    for k, r in ref.items():
+        err = float((ours[k].to(r.dtype) - r).abs().max() / r.abs().max())
+        assert err <= rel, f"{k}: max error {err:.2e} of the largest value (bound {rel:g})"
+
+
+def test_cli_report_names_heads_and_pretraining_only_keys(tmp_path, capsys):
+    assert convert_main([str(FIX / "released_checkpoint.pyth"), str(tmp_path / "o.pt"), "--heads", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "heads mapped: concat_head.projection.weight -> concat_head.fc.weight" in out
+    assert "concat_seq_head.fc1.weight -> seq_head.proj.visual.weight" in out
+    assert "pretraining-only" in out and "visual_input.mask_token" in out
+    assert "model.transformer.hidden=32" in out and "model.visual_cnn.width=4" in out
+
+
+def test_size_mismatch_is_reported_by_key_not_a_crash(tmp_path, capsys):
+    ck = torch.load(FIX / "released_checkpoint.pyth", weights_only=True)
+    sd = dict(ck["model_state_dict"])
+    sd["avbert.summary_encoding.bos_embeddings.weight"] = torch.zeros(2, 40)  # hidden is 32 elsewhere
+    del sd["avbert.audio_fc.bias"]
+    torch.save({**ck, "model_state_dict": sd}, tmp_path / "bad.pyth")
+    assert convert_main([str(tmp_path / "bad.pyth"), str(tmp_path / "o.pt"), "--heads", "4"]) == 1
+    cap = capsys.readouterr()
+    assert "summary_encoding.bos_embeddings.weight" in cap.out and "(2, 40)" in cap.out
+    missing = next(line for line in cap.out.splitlines() if line.startswith("missing_target:"))
+    assert "audio_input.proj.bias" in missing
+    assert "nothing written" in cap.err and not (tmp_path / "o.pt").exists()
+    del sd["avbert.visual_fc.weight"]
+    torch.save({**ck, "model_state_dict": sd}, tmp_path / "bad2.pyth")
+    assert convert_main([str(tmp_path / "bad2.pyth"), str(tmp_path / "o.pt")]) == 1
+    assert "'visual_fc.weight' is missing" in capsys.readouterr().err
+
+
+def test_rotation_follows_the_parameter_dtype():
+    from model.low_rank import FactorLinear
+
+    f = FactorLinear(1, 8, 6, 8).double()
+    with torch.no_grad():
+        f.rot[0].normal_()
+    r = f.rotation(0).detach()
+    assert r.dtype == torch.float64
+    assert float((r @ r.T - torch.eye(6, dtype=torch.float64)).abs().max()) < 1e-13

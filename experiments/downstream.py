@@ -10,6 +10,8 @@ the test set). Test scores average the probabilities over temporal views x spati
 * finetune: backbone (finetune_lr) and heads (lr) train together with the released two-LR
   parameter groups; `last.pt` is written every epoch and on a stop request, so a preempted
   fine-tuning resumes where it stopped.
+* test (ours): no training; backbone and heads come from `pretrain.init_checkpoint` (a converted
+  released Kinetics-Sounds checkpoint) and the test split is scored once with every view.
 """
 from __future__ import annotations
 
@@ -287,10 +289,33 @@ def finetune(cfg, ev, dm, task_dir, folder, cfg_hash, device, log) -> dict:
     return {**test, "best_epoch": pos["best_epoch"], "val": round(pos["best"], 3), "num_train": n_train, "num_test": n_test}
 
 
+# ------------------------------------------------------------------------------- test only
+def load_heads(dm: DownstreamModel, heads: dict | None, num_classes: int, source: str) -> None:
+    """Put given head weights (a converted released KS checkpoint's `heads`) into dm's heads, strictly."""
+    if not heads:
+        raise ValueError(f"downstream protocol 'test' needs head weights, and {source} has none: convert a "
+                         "released fine-tuned checkpoint (`python -m model.convert_released epoch_best.pyth ours.pt`)")
+    have = int(heads["concat_head.fc.weight"].shape[0]) if "concat_head.fc.weight" in heads else None
+    if have != num_classes:
+        raise ValueError(f"the heads in {source} predict {have} classes, the task has {num_classes}")
+    for name in ("concat_head", "seq_head"):
+        module = getattr(dm, name)
+        if module is not None:
+            module.load_state_dict({k[len(name) + 1:]: v for k, v in heads.items() if k.startswith(name + ".")})
+
+
+def test_only(cfg, ev, dm, task_dir, device) -> dict:
+    """protocol test: no training; the test split scored with the loaded weights and heads, every view."""
+    test, n_test = evaluate_views(dm, _loader(cfg, ev, task_dir, "test", False, True, device=device), device,
+                                  cfg.runtime.amp, ev.multilabel, f"{ev.name}: test")
+    return {**test, "num_train": 0, "num_test": n_test}
+
+
 # --------------------------------------------------------------------------------------- entry
 def run_eval(cfg: RunConfig, ev: EvalConfig, init_state: dict | None, data_root: Path, folder: Path,
-             cfg_hash: str, env, device: torch.device, log) -> dict:
-    """One downstream evaluation; returns its metrics entry for metrics.json."""
+             cfg_hash: str, env, device: torch.device, log, heads: dict | None = None) -> dict:
+    """One downstream evaluation; returns its metrics entry for metrics.json. `heads`: the init
+    checkpoint's head weights (used by protocol 'test' only)."""
     from model.build import build_model
 
     from data.pipeline import task_folder
@@ -315,7 +340,10 @@ def run_eval(cfg: RunConfig, ev: EvalConfig, init_state: dict | None, data_root:
                          mel_bins=cfg.data.audio.mel_bins).to(device)
     if cfg.runtime.channels_last and device.type == "cuda":
         backbone.visual_cnn.to(memory_format=torch.channels_last_3d)
-    if ev.protocol == "linear":
+    if ev.protocol == "test":
+        load_heads(dm, heads, len(classes), cfg.pretrain.init_checkpoint)
+        result = test_only(cfg, ev, dm, task_dir, device)
+    elif ev.protocol == "linear":
         result = linear_eval(cfg, ev, dm, task_dir, device, log)
     else:
         result = finetune(cfg, ev, dm, task_dir, folder, cfg_hash, device, log)

@@ -45,9 +45,10 @@ def prepare_data(cfg: RunConfig, env) -> Path:
     return root
 
 
-def load_init_checkpoint(path: str) -> dict | None:
-    """Our state dict from `pretrain.init_checkpoint` ({"model": state_dict}, e.g. written by
-    `python -m model.convert_released` or a run's checkpoints/pretrained.pt); None when unset."""
+def load_init_file(path: str) -> dict | None:
+    """The whole `pretrain.init_checkpoint` file ({"model": state_dict, optional "heads": downstream
+    head weights}, e.g. written by `python -m model.convert_released` or a run's
+    checkpoints/pretrained.pt); None when unset."""
     if not path:
         return None
     file = paths.resolve(path)
@@ -56,7 +57,13 @@ def load_init_checkpoint(path: str) -> dict | None:
     state = torch.load(file, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
         raise ValueError(f"pretrain.init_checkpoint {file} holds no 'model' state dict")
-    return state["model"]
+    return state
+
+
+def load_init_checkpoint(path: str) -> dict | None:
+    """Our backbone state dict from `pretrain.init_checkpoint`; None when unset."""
+    state = load_init_file(path)
+    return None if state is None else state["model"]
 
 
 def run_stages(cfg: RunConfig, folder: Path, cfg_hash: str, env) -> dict | None:
@@ -83,7 +90,10 @@ def run_stages(cfg: RunConfig, folder: Path, cfg_hash: str, env) -> dict | None:
     # CNNs frozen at init stay random features: they get the standard init, as random-init baselines do
     model = build_model(standard_init(cfg.model) if cfg.pretrain.freeze_cnn else cfg.model)
     params = count_params(model)
-    initial = load_init_checkpoint(cfg.pretrain.init_checkpoint)
+    init_file = load_init_file(cfg.pretrain.init_checkpoint)
+    initial = None if init_file is None else init_file["model"]
+    init_heads = None if init_file is None else init_file.get("heads")  # protocol: test scores with these
+    del init_file
     if initial is not None:
         model.load_state_dict(initial)
     pre_path = checkpoint.checkpoint_dir(folder) / checkpoint.PRETRAINED
@@ -109,7 +119,8 @@ def run_stages(cfg: RunConfig, folder: Path, cfg_hash: str, env) -> dict | None:
         if ev.name in downstream:
             continue
         init_state = None if ev.init == "random" else pretrained  # auto: pretrained iff there are such weights
-        downstream[ev.name] = run_eval(cfg, ev, init_state, data_root, folder, cfg_hash, env, device, log)
+        downstream[ev.name] = run_eval(cfg, ev, init_state, data_root, folder, cfg_hash, env, device, log,
+                                       heads=init_heads)
         part["downstream"] = downstream
         if env.rank == 0:
             _save_partial(folder, part)

@@ -89,7 +89,9 @@ class EvalConfig:
 
     name: str = "ks"
     task: str = "ks_like"  # sub-folder of data.root with train/val/test shards
-    protocol: Literal["linear", "finetune"] = "linear"
+    # test (ours): no training, score the test split with pretrain.init_checkpoint's weights and heads
+    # (a converted released KS checkpoint: m_bert, both modalities)
+    protocol: Literal["linear", "finetune", "test"] = "linear"
     # *_hand (ours): the reference row, a head on hand-crafted segment statistics (model/handcrafted.py)
     model: Literal["v_cnn", "a_cnn", "m_cnn", "v_bert", "a_bert", "m_bert", "v_hand", "a_hand", "m_hand"] = "m_bert"
     init: Literal["auto", "pretrained", "random"] = "auto"  # auto: pretrained when pretraining is enabled
@@ -117,6 +119,11 @@ class EvalConfig:
             raise ValueError(f"downstream '{self.name}': train_per_class must be >= 0, got {self.train_per_class}")
         if self.train_per_class and (self.protocol != "linear" or self.multilabel):
             raise ValueError(f"downstream '{self.name}': train_per_class needs protocol: linear on a single-label task")
+        if self.protocol == "test" and (self.model != "m_bert" or sorted(self.modalities) != ["audio", "visual"]
+                                        or self.init == "random"):
+            raise ValueError(f"downstream '{self.name}': protocol test scores the released KS heads, which need "
+                             f"model: m_bert, modalities [visual, audio] and a non-random init (got {self.model}, "
+                             f"{self.modalities}, init {self.init})")
 
 
 @dataclass
@@ -154,6 +161,9 @@ class RunConfig:
         if dup:
             raise ValueError(f"downstream names must be unique, repeated: {dup}")
         for e in self.downstream:
+            if e.protocol == "test" and (self.pretrain.enabled or not self.pretrain.init_checkpoint):
+                raise ValueError(f"downstream '{e.name}' has protocol: test, which scores given weights: it needs "
+                                 "pretrain.enabled: false and pretrain.init_checkpoint (a converted checkpoint)")
             if e.init == "pretrained" and not (self.pretrain.enabled or self.pretrain.init_checkpoint):
                 raise ValueError(f"downstream '{e.name}' has init: pretrained but pretrain.enabled is false "
                                  "and no pretrain.init_checkpoint is given")

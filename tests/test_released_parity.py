@@ -109,3 +109,14 @@ def test_rotation_follows_the_parameter_dtype():
     r = f.rotation(0).detach()
     assert r.dtype == torch.float64
     assert float((r @ r.T - torch.eye(6, dtype=torch.float64)).abs().max()) < 1e-13
+
+
+def test_paper_size_layout_infers_the_paper_config():
+    """The full-size released KS key layout (shapes from the released state dict) gives back our
+    paper-scale defaults: no run-config override is needed for the authors' own checkpoint."""
+    from model.infer_config import config_overrides, infer_config
+    from tests.test_model import released_like_state_dict
+
+    cfg, sizes = infer_config(released_like_state_dict())
+    assert config_overrides(cfg) == []
+    assert (sizes["hidden"], sizes["ffn"], sizes["rank"], sizes["segments"]) == (768, 3072, 128, 10)

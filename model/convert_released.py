@@ -1,6 +1,6 @@
 """Load the authors' released AVBERT weights: released state-dict key names -> our module names.
 
-    python -m model.convert_released epoch_best.pyth ours.pt [--fusion mid --sharing part --heads 12 --layers 6]
+    python -m model.convert_released epoch_best.pyth ours.pt [--fusion mid --sharing part --heads N --layers 6]
 
 The released checkpoint (sangho-vision/avbert, PySlowFast naming) stores the state dict under
 `state_dict` (pretrained) or `model_state_dict` (downstream), keys optionally prefixed `avbert.`.
@@ -253,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("dst", help="output: {'model', 'heads', 'model_config', ...}, loadable with weights_only=True")
     ap.add_argument("--fusion", default="mid", choices=("early", "mid", "late"))
     ap.add_argument("--sharing", default="part", choices=("none", "cross_layer", "all", "part", "multi2"))
-    ap.add_argument("--heads", type=int, default=12, help="attention heads (not in the tensors; released 12)")
+    ap.add_argument("--heads", type=int, default=None,
+                    help="attention heads (not in the tensors; default: hidden / 64, the released head size, "
+                         "i.e. 12 at paper scale)")
     ap.add_argument("--layers", type=int, default=6,
                     help="layers a shared layer is applied (not in the tensors under cross-layer sharing; released 6)")
     a = ap.parse_args(argv)
@@ -266,7 +268,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"cannot read the model sizes from {a.src}: {e}", file=sys.stderr)
         return 1
+    guessed = sizes.pop("heads_guessed", False)
     print("sizes read from the checkpoint: " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
+    if guessed:
+        print(f"warning: attention heads are not in the tensors and 64 does not divide hidden {sizes['hidden']}: "
+              f"using {sizes['heads']}; pass --heads N if the checkpoint was trained with another count "
+              "(it changes the outputs, not the weights)", file=sys.stderr)
     model = build_model(cfg)
     rep = load_released(model, src, strict=False)
     print(rep)

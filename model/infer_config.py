@@ -40,10 +40,19 @@ def _first(src: dict, suffix_re: str) -> torch.Tensor | None:
     return None
 
 
-def infer_config(src: dict[str, torch.Tensor], fusion: str = "mid", sharing: str = "part", heads: int = 12,
+def default_heads(hidden: int) -> tuple[int, bool]:
+    """(attention heads, whether that is the released rule): the released head size 64 (768 -> 12 heads)
+    where it divides `hidden`, else the largest count <= 12 that divides it (a guess: pass --heads)."""
+    if hidden % 64 == 0:
+        return hidden // 64, True
+    return max(h for h in range(1, 13) if hidden % h == 0), False
+
+
+def infer_config(src: dict[str, torch.Tensor], fusion: str = "mid", sharing: str = "part", heads: int | None = None,
                  layers: int = 6) -> tuple[AVBertConfig, dict]:
     """src: an unwrapped released state dict (convert_released.unwrap_checkpoint). Returns the config
-    and the sizes read (for the report). Raises ValueError naming the key a size needs."""
+    and the sizes read (for the report). Raises ValueError naming the key a size needs. heads None:
+    `default_heads` (sizes["heads_guessed"] says when that is not the released rule)."""
     stem = _tensor(src, "visual_conv.s1.pathway0_stem.conv.weight", "visual CNN width")
     v_blocks = _blocks(src, r"visual_conv\.s{s}\.pathway0_res(\d+)\.")
     if len(v_blocks) != 4:
@@ -65,6 +74,12 @@ def infer_config(src: dict[str, torch.Tensor], fusion: str = "mid", sharing: str
     rank_w = _first(src, r"\.ms0_linear\.weight$")
     if sharing == "part" and rank_w is None:
         raise ValueError("sharing 'part' needs the low-rank factors (attention.factor_query.ms0_linear.weight)")
+    guessed = False
+    if heads is None:
+        heads, released_rule = default_heads(hidden)
+        guessed = not released_rule
+    elif heads < 1 or hidden % heads:
+        raise ValueError(f"--heads {heads} does not divide the hidden size {hidden} read from visual_fc.weight")
     depth = {int(m[1]) for k in src if (m := re.search(r"encoder\.layer\.(\d+)\.", k))}
     n_layers = max(depth) + 1 if depth else layers  # BERT layers are counted; a shared layer's depth is a flag
     cfg = AVBertConfig(
@@ -78,7 +93,9 @@ def infer_config(src: dict[str, torch.Tensor], fusion: str = "mid", sharing: str
                                       rank=int(rank_w.shape[0]) if rank_w is not None else TransformerConfig.rank))
     sizes = {"visual_width": cfg.visual_cnn.width, "visual_blocks": list(v_blocks), "audio_width": cfg.audio_cnn.width,
              "audio_blocks": list(a_blocks), "hidden": hidden, "ffn": cfg.transformer.ffn, "rank": cfg.transformer.rank,
-             "max_positions": positions, "segments": positions // 2 - 1}
+             "max_positions": positions, "segments": positions // 2 - 1, "heads": heads}
+    if guessed:
+        sizes["heads_guessed"] = True
     if "concat_head.projection.weight" in src:
         sizes["num_classes"] = int(src["concat_head.projection.weight"].shape[0])
     return cfg, sizes

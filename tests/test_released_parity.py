@@ -82,6 +82,18 @@ def test_cli_report_names_heads_and_pretraining_only_keys(tmp_path, capsys):
     assert "model.transformer.hidden=32" in out and "model.visual_cnn.width=4" in out
 
 
+def test_plain_command_converts_the_fixture_and_warns_about_the_head_count(tmp_path, capsys):
+    """`python -m model.convert_released released_checkpoint.pyth out.pt`, no flags: the weights convert
+    (the head count is not in them); 64 does not divide hidden 32, so the count is a stated guess."""
+    assert convert_main([str(FIX / "released_checkpoint.pyth"), str(tmp_path / "o.pt")]) == 0
+    cap = capsys.readouterr()
+    assert "heads mapped:" in cap.out and "warning: attention heads" in cap.err and "--heads" in cap.err
+    conv = torch.load(tmp_path / "o.pt", weights_only=True)
+    assert conv["heads"] and conv["num_classes"] == 7 and conv["model_config"]["transformer"]["heads"] == 8
+    assert convert_main([str(FIX / "released_checkpoint.pyth"), str(tmp_path / "o.pt"), "--heads", "5"]) == 1
+    assert "--heads 5 does not divide the hidden size 32" in capsys.readouterr().err
+
+
 def test_size_mismatch_is_reported_by_key_not_a_crash(tmp_path, capsys):
     ck = torch.load(FIX / "released_checkpoint.pyth", weights_only=True)
     sd = dict(ck["model_state_dict"])

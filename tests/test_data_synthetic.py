@@ -224,6 +224,25 @@ def test_pretraining_scenes_show_each_chosen_type_equally_often(k):
     assert len(orders) > 30  # random orders (and sets), not a fixed script
 
 
+@pytest.mark.parametrize("coupled", [True, False])
+def test_event_latent_couples_what_is_seen_with_what_is_heard(coupled):
+    """v6: one latent per event sets size + brightness and loudness + pitch. Coupled, loudness is an exact
+    increasing function of size and pitch of brightness; uncoupled (the control), they are independent
+    draws with the same marginals."""
+    spec = dataclasses.replace(SMALL, event_coupling=coupled)
+    ev = [e for i in range(60) for e in sample_scene("pretrain", None, 8.0, 1.0, np.random.default_rng([5, i]), spec).events]
+    size, bright = np.array([e.size for e in ev]), np.array([e.bright for e in ev])
+    gain_db, pitch = 20 * np.log10([e.gain for e in ev]), np.array([e.pitch for e in ev])
+    lo, hi = spec.event_size
+    assert lo <= size.min() and size.max() <= hi and spec.event_loudness_db[0] <= gain_db.min() <= gain_db.max() <= 0
+    assert np.abs(pitch - 1).max() <= spec.event_pitch
+    r_size, r_bright = np.corrcoef(size, gain_db)[0, 1], np.corrcoef(bright, pitch)[0, 1]
+    if coupled:
+        assert r_size > 0.999 and r_bright > 0.999
+    else:
+        assert abs(r_size) < 0.15 and abs(r_bright) < 0.15  # 480 events: |r| of independent draws ~0.05
+
+
 def test_bind_like_clips_bind_by_the_class_map(roots):
     """bind_like: the class decides which sound goes with which shape (aud = BIND_MAPS[label][vis]); both
     unimodal marginals are the same for every class."""

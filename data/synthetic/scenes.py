@@ -1,15 +1,16 @@
 """Sample one clip's scene: the event timeline (what happens when) and its nuisances.
 
-Version 5: events sit on the segment grid (one event per segment, starting and ending within it), so a
-segment is one event and the two modalities of a segment belong together. A pretraining clip shows
-`types_per_clip` of the 8 bound event types (v_i with a_i), each on S / k segments, in a random order:
-both unimodal marginals are the same for every clip, and "another clip's audio" (CPP's negative) is
-told apart from the clip's own only by which sounds go with which shapes (in the set and in time).
+Version 5-6: events sit on the segment grid (one event per segment, starting and ending within it), so
+a segment is one event and the two modalities of a segment belong together. A pretraining clip shows
+`types_per_clip` of the 8 bound event types (v_i with a_i; v6: all 8, once each), each on S / k
+segments, in a random order: both unimodal marginals are the same for every clip, and "another clip's
+audio" (CPP's negative) is told apart from the clip's own only by which sounds go with which shapes in
+time and, v6, by the per-event latent that sets size / brightness and loudness / pitch together.
 Downstream labels decide the events (see `sample_scene`); each event is seen (a moving coloured shape)
 and heard (a tone with a timbre and rhythm) over exactly the same time span. Everything else
-(background colours and drifting texture, static clutter shapes, pixel noise, object
-position/size/phase/brightness, background noise, a steady distractor hum, loudness, pitch jitter) is
-drawn independently per clip or event.
+(background colours and drifting texture, static clutter shapes, pixel noise, object position and
+motion phase, background noise, a steady distractor hum, pulse phase) is drawn independently per clip
+or event.
 """
 from __future__ import annotations
 
@@ -80,18 +81,25 @@ def _slots(duration: float, m: int, rng: np.random.Generator) -> list[tuple[floa
     return out
 
 
+def _lerp(lo_hi: tuple[float, float], z: float) -> float:
+    return float(lo_hi[0] + (lo_hi[1] - lo_hi[0]) * z)
+
+
 def _dress(ev: Event, rng: np.random.Generator, spec: SyntheticSpec) -> Event:
-    """Per-event nuisances: position, size, motion phase/rate, brightness, loudness, pitch."""
-    ev.size = rng.uniform(*spec.object_size)
+    """Per-event values. The event latent (z0, z1) sets size + brightness (seen) and loudness + pitch
+    (heard), the same latent for both modalities when spec.event_coupling; position and motion phase /
+    rate are nuisances of the picture only, the pulse phase of the sound only."""
+    zv = rng.uniform(0, 1, 2)
+    za = zv if spec.event_coupling else rng.uniform(0, 1, 2)
+    ev.size = _lerp(spec.event_size, zv[0])
+    ev.bright = _lerp(spec.event_bright, zv[1])
+    ev.gain = 10 ** (_lerp(spec.event_loudness_db, za[0]) / 20)
+    ev.pitch = 1.0 + spec.event_pitch * (2 * za[1] - 1)
     ev.amp = rng.uniform(0.06, 0.1)
     margin = ev.size * 1.3 + ev.amp
     ev.x, ev.y = rng.uniform(margin, 1 - margin, 2)
     ev.freq = rng.uniform(0.7, 1.3)
     ev.phase = rng.uniform(0, 2 * np.pi)
-    n = spec.nuisance
-    ev.bright = 1.0 - n * rng.uniform(0, 0.3)
-    ev.gain = 10 ** (n * rng.uniform(*spec.loudness_db) / 20)
-    ev.pitch = 1.0 + n * rng.uniform(-spec.pitch_jitter, spec.pitch_jitter)
     ev.pulse_phase = rng.uniform(0, 1)
     return ev
 

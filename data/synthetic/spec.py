@@ -26,7 +26,12 @@ from data.config import AudioConfig, DataConfig, VideoConfig
 # (both unimodal marginals the same for every clip), 8 distinct signature colours, grey clutter, muted backgrounds, bind_like, a held-out
 # pretraining split `pretrain_val/`, 2,048 pretraining clips, 128 / 200 / 1,000 clips per task split;
 # no `pretrain_clean/` any more.
-VERSION = 5
+# 6: every pretraining / bind_like clip shows all 8 bound types once (types_per_clip 8), and each event
+# draws one latent that sets its size and brightness *and* its loudness and pitch (event_coupling): the
+# two modalities of an event agree in more than their type, so a masked segment's embedding is
+# predictable from the other modality and another clip's audio (CPP's negative, same signature set)
+# is told apart by timing and by these per-event values (README, learnability check).
+VERSION = 6
 
 
 @dataclass
@@ -40,14 +45,20 @@ class SyntheticSpec:
     tasks: tuple[str, ...] = ("ucf_like", "esc_like", "ks_like", "bind_like", "charades_like")
     class_event_prob: float = 0.75  # downstream: chance an event carries the class (else a distractor)
     onset_jitter: float = 0.1  # events start / end up to this fraction of a segment inside their segment
-    # pretraining and bind_like clips show this many of the 8 signatures (each on S/k segments). Why not
-    # all 8 once each (negatives that differ only in timing): measured on oracle embeddings, the tiny
-    # stack's CPP stays at 0.48-0.50 after 600-1,500 steps that way (MEP reaches 0.99), and reaches
-    # 0.82 (full loss) to 0.96 (CPP alone) after 600 steps with 4. Cost of 4: each type sits on 2
-    # segments, so held-out MEP top-1 against the clip's other segments is capped at 0.5 (README,
-    # learnability check)
-    types_per_clip: int = 4
-    object_size: tuple[float, float] = (0.14, 0.2)  # object radius as a fraction of the frame side
+    # pretraining and bind_like clips show this many of the 8 signatures (each on S/k segments). v6: all 8
+    # once each. v5 had 4 (each twice): measured on oracle embeddings, repeated types cap held-out MEP
+    # top-1 at 0.5 and make CANS-similar negatives copies of the positive (MEP at chance); 8 once each
+    # with a coupled per-event latent gives MEP 0.83-0.84 with the paper's sampler (README)
+    types_per_clip: int = 8
+    object_size: tuple[float, float] = (0.14, 0.2)  # clutter radius as a fraction of the frame side
+    # v6, ours: one latent (z0, z1) ~ U(0, 1)^2 per event; z0 sets the object radius and the loudness,
+    # z1 the brightness and the pitch offset. False: the audio draws its own latent (same marginals,
+    # no per-event agreement between the modalities: the control)
+    event_coupling: bool = True
+    event_size: tuple[float, float] = (0.12, 0.22)  # event object radius (z0), fraction of the frame side
+    event_loudness_db: tuple[float, float] = (-9.0, 0.0)  # event gain (z0)
+    event_bright: tuple[float, float] = (0.6, 1.0)  # event colour multiplier (z1)
+    event_pitch: float = 0.08  # event pitch offset, +- relative (z1); signature pitches are 1.5x apart
     # nuisances (multiplied by `nuisance`)
     nuisance: float = 0.5  # see the module docstring: why 0.5 is the default
     texture_amplitude: float = 0.2  # background gratings, +- in [0,1] intensity
@@ -55,8 +66,6 @@ class SyntheticSpec:
     clutter_objects: tuple[int, int] = (0, 1)  # static distractor shapes from the same vocabulary
     noise_level: tuple[float, float] = (0.02, 0.08)  # background noise std range (tone peak ~0.3)
     hum_level: tuple[float, float] = (0.0, 0.06)  # steady distractor tone amplitude range
-    loudness_db: tuple[float, float] = (-6.0, 0.0)  # per-event gain
-    pitch_jitter: float = 0.03  # relative, per event
 
     def to_json(self) -> dict:
         d = asdict(self)

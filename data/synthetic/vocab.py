@@ -42,7 +42,7 @@ KS_CLASSES = (
 KS_FILLERS = (1, 3)  # event types in no ks_like class, used as distractor events
 
 # bind_like classes: which audio signature goes with visual signature v (a = BIND_MAPS[k][v]); a clip
-# shows 4 random visual signatures (each on 2 of the 8 segments) with the mapped sounds at the same
+# shows types_per_clip visual signatures (v6: all 8, once each) with the mapped sounds at the same
 # time, so both unimodal marginals are identical across classes and only the binding separates them.
 # Class 0 is the pretraining corpus's binding (event types 0-7); the others are derangements of it.
 BIND_MAPS = (

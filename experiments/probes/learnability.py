@@ -4,9 +4,11 @@
 
 Why: a pretraining run on real clips that ends at chance cannot say whether the CNNs, the data, the
 objective or the optimiser is at fault. Here the CNNs are replaced by an oracle: each segment's
-embedding is a fixed random vector of its signature (visual and audio separately) plus a per-clip
-component (what a background or a hum adds to every segment of a clip) plus per-segment noise, with
-the event timelines of the real pretraining corpus (data/synthetic/scenes.py). Everything after the
+embedding is a fixed random vector of its signature (visual and audio separately) plus a per-event
+component from a latent shared by both modalities (what the generator's coupled size / brightness and
+loudness / pitch give, `event_coupling`) plus a per-clip component (what a background or a hum adds
+to every segment of a clip) plus per-segment noise, with the event timelines of the real pretraining
+corpus (data/synthetic/scenes.py). Everything after the
 CNNs is the run's own: model config (fusion, sharing, sizes), MEP / CPP / negatives config, optimiser,
 LR split, warm-up and schedule, batch size and step count (default: the config's pretraining steps).
 
@@ -47,17 +49,23 @@ def segment_signatures(n_clips: int, cfg, seed: int) -> np.ndarray:
 
 
 class Oracle:
-    """Embeddings x = E[signature] + clip_scale * c_clip + noise * eps, per modality."""
+    """x_m = E_m[signature] + event_scale * z_event A_m + clip_scale * c_clip + noise * eps per modality
+    m, with z_event ~ N(0, I_2) one latent per segment shared by both modalities (A_m: fixed random maps,
+    2 dimensions like the generator's two coupled factors; event_scale 0: no per-event agreement)."""
 
-    def __init__(self, dims: dict[str, int], seed: int, clip_scale: float, noise: float):
+    EVENT_DIMS = 2
+
+    def __init__(self, dims: dict[str, int], seed: int, clip_scale: float, noise: float, event_scale: float = 1.0):
         g = torch.Generator().manual_seed(seed)
         self.table = {m: torch.randn(8, d, generator=g) for m, d in dims.items()}
-        self.clip_scale, self.noise = clip_scale, noise
+        self.maps = {m: torch.randn(self.EVENT_DIMS, d, generator=g) / self.EVENT_DIMS ** 0.5 for m, d in dims.items()}
+        self.clip_scale, self.noise, self.event_scale = clip_scale, noise, event_scale
 
     def __call__(self, sigs: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        z = torch.randn(*sigs.shape[:2], self.EVENT_DIMS, generator=g)
         out = []
         for j, (m, table) in enumerate(self.table.items()):
-            x = table[sigs[..., j]]
+            x = table[sigs[..., j]] + self.event_scale * z @ self.maps[m]
             clip = torch.randn(x.shape[0], 1, x.shape[2], generator=g)
             x = x + self.clip_scale * clip + self.noise * torch.randn(x.shape, generator=g)
             out.append(x)
@@ -81,7 +89,7 @@ def heldout_metrics(model, objective, oracle: Oracle, sigs: torch.Tensor, batch:
 
 
 def run(cfg, steps: int, seed: int, clip_scale: float = 0.5, noise: float = 0.5, heldout_clips: int = 512,
-        log_every: int = 0) -> dict:
+        log_every: int = 0, event_scale: float = 1.0) -> dict:
     """Train cfg's transformer stack on oracle embeddings; returns held-out metrics and timings."""
     from experiments.optim import build_optimizer, build_scheduler, decay_groups
     from model.build import build_model
@@ -97,7 +105,7 @@ def run(cfg, steps: int, seed: int, clip_scale: float = 0.5, noise: float = 0.5,
     groups = decay_groups(named, pc.optim.weight_decay, pc.optim.lr * pc.optim.transformer_lr_scale)
     opt = build_optimizer(groups, pc.optim, torch.device("cpu"))
     sched = build_scheduler(opt, pc.optim, steps)
-    oracle = Oracle({"visual": model.visual_dim, "audio": model.audio_dim}, seed, clip_scale, noise)
+    oracle = Oracle({"visual": model.visual_dim, "audio": model.audio_dim}, seed, clip_scale, noise, event_scale)
     b = pc.batch_size
     train_sigs = torch.from_numpy(segment_signatures(steps * b, cfg, seed))
     test_sigs = torch.from_numpy(segment_signatures(heldout_clips, cfg, seed + 10_000))
@@ -131,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--clip-scale", type=float, default=0.5, help="per-clip component of the oracle embeddings")
     ap.add_argument("--noise", type=float, default=0.5, help="per-segment noise of the oracle embeddings")
+    ap.add_argument("--event-scale", type=float, default=1.0,
+                    help="per-event component shared by both modalities (0: none, the coupling-off control)")
     ap.add_argument("--heldout-clips", type=int, default=512)
     ap.add_argument("--log-every", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
@@ -142,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     if steps < 1 or args.heldout_clips < 1:
         ap.error("--steps and --heldout-clips must be >= 1")
     t0 = time.time()
-    res = run(cfg, steps, args.seed, args.clip_scale, args.noise, args.heldout_clips, args.log_every)
+    res = run(cfg, steps, args.seed, args.clip_scale, args.noise, args.heldout_clips, args.log_every, args.event_scale)
     print(f"{cfg.model.fusion} fusion, {cfg.model.sharing} sharing, {cfg.pretrain.negatives.sampler} negatives, "
           f"lr {cfg.pretrain.optim.lr:g} x transformer_lr_scale {cfg.pretrain.optim.transformer_lr_scale:g}, "
           f"{steps} steps x {res['batch_size']} clips, {time.time() - t0:.1f} s")

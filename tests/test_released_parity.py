@@ -73,6 +73,19 @@ def test_converted_released_checkpoint_reproduces_every_released_output(converte
         assert err <= rel, f"{k}: max error {err:.2e} of the largest value (bound {rel:g})"
 
 
+def test_the_bound_catches_the_smallest_mapping_error_that_matters(converted):
+    """A transformer LayerNorm eps of 1e-5 instead of the released 1e-12 moves the outputs by ~3e-5
+    (measured): above the float32 bound, so the parity test would fail on it."""
+    inputs = torch.load(FIX / "inputs.pt", weights_only=True)
+    ref = torch.load(FIX / "outputs.pt", weights_only=True)
+    dm = build_from(converted, torch.float32)
+    for m in dm.backbone.modules():
+        if isinstance(m, torch.nn.LayerNorm) and m.eps == 1e-12:
+            m.eps = 1e-5
+    ours = our_outputs(dm, inputs["video"], inputs["audio"])
+    assert max(float((ours[k] - r).abs().max() / r.abs().max()) for k, r in ref.items()) > 1e-5
+
+
 def test_cli_report_names_heads_and_pretraining_only_keys(tmp_path, capsys):
     assert convert_main([str(FIX / "released_checkpoint.pyth"), str(tmp_path / "o.pt"), "--heads", "4"]) == 0
     out = capsys.readouterr().out

@@ -48,7 +48,7 @@ class SyntheticSpec:
     # pretraining and bind_like clips show this many of the 8 signatures (each on S/k segments). v6: all 8
     # once each. v5 had 4 (each twice): measured on oracle embeddings, repeated types cap held-out MEP
     # top-1 at 0.5 and make CANS-similar negatives copies of the positive (MEP at chance); 8 once each
-    # with a coupled per-event latent gives MEP 0.83-0.84 with the paper's sampler (README)
+    # with a coupled per-event latent gives held-out MEP 0.81-0.93 with the paper's sampler (README)
     types_per_clip: int = 8
     object_size: tuple[float, float] = (0.14, 0.2)  # clutter radius as a fraction of the frame side
     # v6, ours: one latent (z0, z1) ~ U(0, 1)^2 per event; z0 sets the object radius and the loudness,

@@ -8,9 +8,9 @@ embedding is a fixed random vector of its signature (visual and audio separately
 component from a latent shared by both modalities (what the generator's coupled size / brightness and
 loudness / pitch give, `event_coupling`) plus a per-clip component (what a background or a hum adds
 to every segment of a clip) plus per-segment noise, with the event timelines of the real pretraining
-corpus (data/synthetic/scenes.py). Everything after the
-CNNs is the run's own: model config (fusion, sharing, sizes), MEP / CPP / negatives config, optimiser,
-LR split, warm-up and schedule, batch size and step count (default: the config's pretraining steps).
+corpus (data/synthetic/scenes.py). Everything after the CNNs is the run's own: model config (fusion,
+sharing, sizes), MEP / CPP / negatives config, optimiser, LR split, warm-up and schedule, batch size
+and step count (default: the config's pretraining steps).
 
 Held-out metrics (fresh oracle clips, eval mode): CPP accuracy (chance 0.5) and MEP top-1 of the masked
 segment against every other segment of its clip (chance 1/S; the sampler-independent form of

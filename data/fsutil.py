@@ -41,6 +41,17 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """torch.save through a temp file + rename, so a kill mid-write keeps the previous file."""
+    import io
+
+    import torch  # lazy: the preparers and the generator do not need torch to write their files
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
 

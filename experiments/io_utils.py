@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from data.fsutil import atomic_write_bytes
+from data.fsutil import atomic_torch_save, atomic_write_bytes
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_torch_save"]
 
@@ -17,14 +17,3 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """torch.save through a temp file + rename, so a kill mid-write keeps the previous checkpoint."""
-    import io
-
-    import torch
-
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())

@@ -60,12 +60,6 @@ def load_init_file(path: str) -> dict | None:
     return state
 
 
-def load_init_checkpoint(path: str) -> dict | None:
-    """Our backbone state dict from `pretrain.init_checkpoint`; None when unset."""
-    state = load_init_file(path)
-    return None if state is None else state["model"]
-
-
 def run_stages(cfg: RunConfig, folder: Path, cfg_hash: str, env) -> dict | None:
     """All stages; returns the metrics dict on rank 0 and None on the other ranks."""
     from model.build import build_model

@@ -238,11 +238,10 @@ def load_released(model: torch.nn.Module, src: dict[str, torch.Tensor], strict: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    import io
     from dataclasses import asdict
     from pathlib import Path
 
-    from data.fsutil import atomic_write_bytes
+    from data.fsutil import atomic_torch_save
 
     from .build import build_model
     from .infer_config import config_overrides, infer_config
@@ -281,10 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         print("conversion incomplete: see the report above; nothing written", file=sys.stderr)
         return 1
     heads = convert_heads(src)
-    buf = io.BytesIO()
-    torch.save({"model": model.state_dict(), "heads": heads or None, "num_classes": sizes.get("num_classes"),
-                "model_config": asdict(cfg), "source": str(a.src), "report": str(rep)}, buf)
-    atomic_write_bytes(a.dst, buf.getvalue())
+    atomic_torch_save({"model": model.state_dict(), "heads": heads or None, "num_classes": sizes.get("num_classes"),
+                       "model_config": asdict(cfg), "source": str(a.src), "report": str(rep)}, a.dst)
     over = config_overrides(cfg)
     print("run-config overrides for this model: " + (" ".join(over) if over else "none (the paper-scale defaults)"))
     print(f"wrote {a.dst}")

@@ -7,7 +7,7 @@ import torch
 
 from experiments.config import load_config
 from experiments.run import execute
-from experiments.stages import load_init_checkpoint
+from experiments.stages import load_init_file
 from model.build import build_model
 
 CONFIG = "experiments/rq3_sharing/configs/part.yaml"
@@ -16,12 +16,12 @@ EVAL = ("downstream=[{name: a, task: esc_like, model: a_cnn, modalities: [audio]
 
 
 def test_missing_or_malformed_checkpoint_is_a_clear_error(tmp_path):
-    assert load_init_checkpoint("") is None
+    assert load_init_file("") is None
     with pytest.raises(FileNotFoundError, match="init_checkpoint"):
-        load_init_checkpoint(str(tmp_path / "nope.pt"))
+        load_init_file(str(tmp_path / "nope.pt"))
     torch.save({"weights": {}}, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="no 'model' state dict"):
-        load_init_checkpoint(str(tmp_path / "bad.pt"))
+        load_init_file(str(tmp_path / "bad.pt"))
 
 
 def test_evaluations_start_from_the_given_weights(tmp_path):

@@ -31,6 +31,12 @@ EVAL = ("downstream=[{name: ks_released, task: kinetics_sounds, protocol: test, 
         "segments: 3, spatial_crops: 3, batch_size: 2}]")  # 3 segments: the fixture's position table
 
 
+def _convert(tmp_path):
+    out = tmp_path / "c.pt"
+    assert convert_main([str(FIX / "released_checkpoint.pyth"), str(out), "--heads", "4"]) == 0
+    return out
+
+
 def _clip(i: int) -> bytes:
     """2 s of clip-specific content: a random colour field and a random tone (the fixture model's
     random weights then give different predictions for different clips)."""
@@ -47,8 +53,7 @@ def _task(root, labels):
 
 
 def test_released_checkpoint_scores_ks_shards_with_no_training(tmp_path):
-    ckpt = tmp_path / "released_ks.pt"
-    assert convert_main([str(FIX / "released_checkpoint.pyth"), str(ckpt), "--heads", "4"]) == 0
+    ckpt = _convert(tmp_path)
     conv = torch.load(ckpt, weights_only=True)
     model_over = config_overrides(config_from_dict(conv["model_config"]))
     over = [*DATA, *model_over, f"data.root={tmp_path / 'data'}", f"output_root={tmp_path / 'results'}",
@@ -104,9 +109,3 @@ def test_a_checkpoint_without_heads_or_with_other_classes_is_a_clear_error(tmp_p
         load_heads(dm, None, 7, "x.pt")
     with pytest.raises(ValueError, match="predict 7 classes, the task has 8"):
         load_heads(dm, conv["heads"], 8, "x.pt")
-
-
-def _convert(tmp_path):
-    out = tmp_path / "c.pt"
-    assert convert_main([str(FIX / "released_checkpoint.pyth"), str(out), "--heads", "4"]) == 0
-    return out

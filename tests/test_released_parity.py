@@ -28,12 +28,12 @@ def converted(tmp_path_factory):
 
 
 def build_from(converted: dict, dtype: torch.dtype) -> DownstreamModel:
+    from experiments.downstream import load_heads
+
     backbone = build_model(config_from_dict(converted["model_config"]))
     backbone.load_state_dict(converted["model"])  # strict: every key of ours is in the file
     dm = DownstreamModel(backbone, "m_bert", converted["num_classes"])
-    missing, unexpected = dm.load_state_dict({**{f"backbone.{k}": v for k, v in converted["model"].items()},
-                                              **converted["heads"]}, strict=False)
-    assert not missing and not unexpected
+    load_heads(dm, converted["heads"], converted["num_classes"], "the converted fixture")  # strict per head
     return dm.to(dtype).eval()
 
 

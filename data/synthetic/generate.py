@@ -38,7 +38,7 @@ from data.fsutil import atomic_write_json, file_lock, read_json
 from data.shards import ShardWriter, make_sample, write_classes
 from data.synthetic import vocab
 from data.synthetic.render import render_audio, render_video
-from data.synthetic.scenes import sample_scene
+from data.synthetic.scenes import Scene, sample_scene
 from data.synthetic.spec import VERSION, SyntheticSpec, preset, render_params
 
 log = logging.getLogger("data")
@@ -95,14 +95,21 @@ def _labels(task: str, split: str, n: int, seed: int, spec: SyntheticSpec) -> li
     return [int(x) for x in rng.permutation(np.arange(n) % c)]
 
 
+def clip_scene(task: str, split: str, index: int, label: int | None, seed: int, rp: dict,
+               spec: SyntheticSpec) -> tuple[Scene, np.random.Generator]:
+    """One clip's scene and the RNG that goes on to render it. Also replayed by probes
+    (experiments/probes/segments.py) to know what each segment of a stored clip shows."""
+    rng = np.random.default_rng([int(seed), TASK_IDS[task], _seed_key(task, split), int(index)])
+    seg_s = rp["frames_per_segment"] / rp["fps"]
+    return sample_scene(task, label, rp["segments"] * seg_s, seg_s, rng, spec), rng
+
+
 def render_clip(job: tuple) -> tuple[str, bytes, dict[str, Any]]:
     """Worker: one clip -> (id, mp4 bytes, json meta)."""
     task, split, index, label, seed, rp, spec_json = job
     spec = SyntheticSpec(**{**spec_json, "tasks": tuple(spec_json["tasks"])})
-    rng = np.random.default_rng([int(seed), TASK_IDS[task], _seed_key(task, split), int(index)])
-    seg_s = rp["frames_per_segment"] / rp["fps"]
-    duration = rp["segments"] * seg_s
-    scene = sample_scene(task, label, duration, seg_s, rng, spec)
+    scene, rng = clip_scene(task, split, index, label, seed, rp, spec)
+    duration = scene.duration
     n_frames = int(round(duration * rp["fps"]))
     has_video = "visual" in MODALITIES[task]
     frames = render_video(scene, rp["size"], rp["fps"], n_frames, rng) if has_video else None

@@ -38,7 +38,11 @@ def parse_formats(text: str) -> set[str]:
 def load_runs(results: Path, rq_names: dict[str, set[str]], profile: str
               ) -> tuple[list[RunRecord], pd.DataFrame, list[str]]:
     """Validated records of the given rqs/run names, filtered to `profile`, their eval DataFrame, and
-    notes on what was left out (other profiles, folders that match no row)."""
+    notes on what was left out (other profiles, folders that match no row). A results root that does
+    not exist is an error (ResultsError); one without any matching run warns, naming what fills it."""
+    if not Path(results).is_dir():
+        raise ResultsError(f"--results {results} does not exist (or is not a folder); pass the results root "
+                           "that holds <rq>/<run>/ folders")
     records, notes = [], []
     for rq, names in rq_names.items():
         recs, ignored = scan(results, rq, names)
@@ -47,6 +51,10 @@ def load_runs(results: Path, rq_names: dict[str, set[str]], profile: str
         records += recs
     check_seed_groups(records)
     records, note = keep_profile(records, profile)
+    if not records:
+        flag = "" if profile in ("tiny", "any") else f" --profile {profile}"
+        print(f"warning: no runs of profile {profile} under {results}; every cell is missing. Fill them with: "
+              + "; ".join(f"python experiments/{rq}/launch.py{flag}" for rq in rq_names), file=sys.stderr)
     return records, eval_frame(records), notes + ([note] if note else [])
 
 

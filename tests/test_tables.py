@@ -197,8 +197,12 @@ def test_incomplete_and_other_profile_runs(tmp_path, capsys):
 
 def test_empty_results_give_paper_columns_and_commands(tmp_path, capsys):
     out = tmp_path / "out"
-    md1 = run_main(make_table1, capsys, "--results", str(tmp_path / "none"), "--out", str(out),
-                   "--format", "md,tex,csv")
+    (tmp_path / "none").mkdir()
+    assert make_table1.main(["--results", str(tmp_path / "none"), "--out", str(out), "--format", "md,tex,csv"]) == 0
+    captured = capsys.readouterr()
+    md1 = captured.out
+    assert f"warning: no runs of profile tiny under {tmp_path / 'none'}" in captured.err
+    assert "python experiments/rq3_sharing/launch.py" in captured.err
     assert "| Mid Audio-Visual | 65.7 | missing |" in md1
     for rq, run in [("rq1_end_to_end", "frozen_cnn"), ("rq2_fusion", "late"), ("rq3_sharing", "none"),
                     ("rq4_negatives", "cans_dissimilar")]:
@@ -207,6 +211,21 @@ def test_empty_results_give_paper_columns_and_commands(tmp_path, capsys):
     assert "| M-BERT† | 29.5 | missing |" in md2 and "NOT FOUND" in md2
     assert "`python experiments/rq5_transfer/launch.py --profile tiny --only synthetic`" in md2
     assert r"\toprule" in (out / "table2_charades_ks.tex").read_text()
+
+
+def test_nonexistent_results_folder_is_an_error(tmp_path, capsys):
+    """A mistyped --results must not 'succeed' with every cell missing."""
+    import subprocess
+    import sys
+
+    missing = tmp_path / "nope"
+    for module in (make_table1, make_table2):
+        with pytest.raises(ResultsError, match=r"--results .*nope does not exist"):
+            module.main(["--results", str(missing), "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+    proc = subprocess.run([sys.executable, "tables/make_table1.py", "--results", str(missing), "--quiet"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr and "wrote" not in proc.stderr
 
 
 # ---------------------------------------------------------------- table 2

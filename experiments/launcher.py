@@ -21,6 +21,7 @@ What one launch does, in order (see `launch()`):
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,10 +157,43 @@ def _note(o: Outcome) -> str:
     return "; ".join(s for s in scores if "=" in s)[:120] or str(o.plan.run_dir)
 
 
+_OVERRIDE_ERROR = re.compile(r"(?P<file>\S+\.ya?ml) \(\+ overrides (?P<over>.*?)\): (?P<msg>.*)", re.S)
+
+
+def collapse_errors(errors: list[str]) -> list[str]:
+    """One line per distinct problem: an override error that every config shares is shown once,
+    with the configs it hit, instead of once per config."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    out: list[str | tuple[str, str]] = []
+    for e in errors:
+        m = _OVERRIDE_ERROR.fullmatch(e)
+        if not m:
+            out.append(e)
+            continue
+        key = (m["over"], m["msg"])
+        if key not in groups:
+            groups[key] = []
+            out.append(key)
+        groups[key].append(m["file"])
+    lines = []
+    for item in out:
+        if isinstance(item, str):
+            lines.append(item)
+            continue
+        files = groups[item]
+        if len(files) == 1:
+            lines.append(f"{files[0]} (+ overrides {item[0]}): {item[1]}")
+        else:
+            names = ", ".join(Path(f).name for f in files)
+            lines.append(f"overrides {item[0]}: {item[1]} (in each of {len(files)} configs: {names})")
+    return lines
+
+
 def print_summary(summary: Summary, out: TextIO) -> None:
     if summary.errors:
-        print(f"\n{len(summary.errors)} invalid config(s); nothing was submitted:", file=out)
-        for e in summary.errors:
+        lines = collapse_errors(summary.errors)
+        print(f"\n{len(lines)} error(s); nothing was submitted:", file=out)
+        for e in lines:
             print(f"  - {e}", file=out)
         return
     if summary.dry_run:

@@ -20,7 +20,7 @@ import json
 import time
 
 from experiments import paths, preemption
-from experiments.config import RunConfig, config_hash, load_config, save_config, to_dict
+from experiments.config import ConfigError, RunConfig, config_hash, load_config, save_config, to_dict
 from experiments.io_utils import atomic_write_json
 
 PARTIAL = "metrics.partial.json"
@@ -119,11 +119,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-resume", action="store_true", help="start over: move the previous run folder aside (kept as <name>.old-<time>)")
     ap.add_argument("overrides", nargs="*", help="dotted overrides, e.g. pretrain.optim.lr=1e-4")
     args = ap.parse_args(argv)
-    cfg = load_config(args.config, args.overrides, args.profile)
+    try:
+        cfg = load_config(args.config, args.overrides, args.profile)
+    except (ConfigError, FileNotFoundError) as e:  # as launch.py: the message, exit 2, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     preemption.install()
     preemption.shield_forked_children()  # srun/scancel signal every process; workers must not act
+    if not args.no_resume and is_complete(cfg):
+        print(f"{run_dir(cfg)} is complete with this config: skipped (--no-resume starts it over)", file=sys.stderr)
     try:
         metrics = execute(cfg, resume=not args.no_resume, restart=args.restart)
+    except ConfigChanged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except preemption.Preempted as e:
         print(f"stopped on request ({e}); last.pt saved, exit {preemption.REQUEUE_EXIT_CODE} asks for a requeue",
               file=sys.stderr)

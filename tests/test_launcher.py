@@ -269,3 +269,17 @@ def test_record_and_active_job_roundtrip(rq, tmp_path, monkeypatch):
     assert launch_jobs.active_job(plan) == "77_1"
     Done.stdout = ""
     assert launch_jobs.active_job(plan) is None
+
+
+def test_an_override_error_shared_by_every_config_is_reported_once():
+    out = io.StringIO()
+    summary = launcher.launch(REPO_ROOT / "experiments" / "rq3_sharing", ["--dry-run", "model.bogus=1"], out=out)
+    assert len(summary.errors) == 5  # one per config, as load_plans found them
+    text = out.getvalue()
+    assert "1 error(s); nothing was submitted" in text and "invalid config" not in text
+    assert text.count("unknown key 'model.bogus'") == 1
+    assert "in each of 5 configs: all.yaml, cross_layer.yaml, multi2.yaml, none.yaml, part.yaml" in text
+    mixed = launcher.collapse_errors(["/x/a.yaml (+ overrides k=1): bad", "--only: unknown run name(s) z",
+                                      "/x/b.yaml (+ overrides k=1): bad", "/x/c.yaml (+ overrides k=1): other"])
+    assert mixed == ["overrides k=1: bad (in each of 2 configs: a.yaml, b.yaml)", "--only: unknown run name(s) z",
+                     "/x/c.yaml (+ overrides k=1): other"]

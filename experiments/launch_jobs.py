@@ -28,6 +28,7 @@ from typing import Any, Callable
 import submitit
 import submitit.local.debug
 
+from experiments import run_progress
 from experiments.cluster_profile import ClusterProfile, local_parameters, slurm_parameters
 from experiments.io_utils import atomic_write_json
 from experiments.launch_plan import RunPlan
@@ -200,11 +201,17 @@ def wait(outcomes: list[Outcome], *, poll_s: float, timeout_s: float | None = No
     tty = sys.stderr.isatty()
     bar = tqdm(total=total, unit="run", desc="runs", disable=not (progress and tty), dynamic_ncols=True)
     last_line, forced = time.time(), 0.0
+    announced: set[int] = set()
     try:
         while True:
             if start_next is not None:
                 start_next()
             live = [o for o in outcomes if o.status == "submitted"]
+            for o in live:
+                if progress and id(o) not in announced and o.logs is not None:
+                    announced.add(id(o))
+                    bar.write(f"  started {o.plan.name} (job {o.job_id}): per-step log in {o.logs[1]}",
+                              file=sys.stdout)
             slurm_live = [o for o in live if isinstance(o.job, submitit.SlurmJob)]
             if slurm_live and time.time() - forced > max(poll_s, 5.0):
                 with contextlib.suppress(Exception):  # one sacct call for all jobs; failures are retried
@@ -220,7 +227,11 @@ def wait(outcomes: list[Outcome], *, poll_s: float, timeout_s: float | None = No
             pending = sum(o.status == "pending" for o in outcomes)
             running = sum(o.status == "submitted" for o in outcomes)
             failed = sum(o.status == "failed" for o in outcomes)
-            bar.set_postfix(running=running, pending=pending, failed=failed)
+            now = {o.plan.name: run_progress.progress(o.plan.run_dir, o.plan.cfg) for o in outcomes
+                   if o.status == "submitted"} if progress else {}
+            first = next(((n, t) for n, t in now.items() if t), None)
+            bar.set_postfix(running=running, pending=pending, failed=failed,
+                            **({"now": f"{first[0]}: {first[1]}"} if first else {}))
             if not running and not pending:
                 return
             if deadline is not None and time.time() > deadline:
@@ -233,6 +244,8 @@ def wait(outcomes: list[Outcome], *, poll_s: float, timeout_s: float | None = No
                 done = total - running - pending
                 print(f"  [{time.strftime('%H:%M:%S')}] {done}/{total} done, {running} running, "
                       f"{pending} waiting, {failed} failed", flush=True)
+                for name, text in now.items():
+                    print(f"    {name}: {text or 'starting'}", flush=True)
                 last_line = time.time()
             time.sleep(poll_s)
     finally:

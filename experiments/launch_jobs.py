@@ -157,8 +157,10 @@ def submit_local(o: Outcome, res: ClusterProfile, make_job: Callable[[], Any], c
 
 def run_debug(o: Outcome, make_job: Callable[[], Any]) -> None:
     """In-process; `exception()` runs the job without submitit's pdb post-mortem."""
-    ex = make_executor("debug", o.plan.run_dir / "submitit" / "%j", ClusterProfile(), o.plan.name)
+    folder = o.plan.run_dir / "submitit" / "%j"
+    ex = make_executor("debug", folder, ClusterProfile(), o.plan.name)
     o.job = ex.submit(make_job(), o.plan.config)
+    _drop_template_dir(folder)
     o.started = time.time()
     collect(o)
     if o.exc is not None:  # DebugJob.exception() re-runs the job on every call: use the stored one
@@ -170,6 +172,8 @@ def collect(o: Outcome) -> None:
     """Fill status/metrics/error of a job that is done."""
     exc = o.job.exception()
     o.wall_s = round(time.time() - o.started, 1) if o.started else None
+    with contextlib.suppress(Exception):  # the job process may have made the literal `%j` folder again
+        _drop_template_dir(Path(o.job.paths.folder).parent / "%j")
     if exc is None:
         results = o.job.results()
         o.status, o.metrics = "ran", results[0] if results else None

@@ -94,6 +94,7 @@ def test_local_runs_write_results_from_a_snapshot_and_relaunch_skips(rq, tmp_pat
         assert summary.snapshot.parent == tmp_path / "results" / ".snapshots"
         assert start["avbert_root"] == str(REPO_ROOT) and start["threads"] == "2"  # tiny: 2 cpus per task
         assert (folder / "submitit" / "last_job.json").is_file()
+        assert not (folder / "submitit" / "%j").exists()  # submitit's literal template folder is removed
     assert len({o.job_id for o in summary.outcomes}) == 2 and all(o.job_id for o in summary.outcomes)
     assert "2 ran, 0 skipped, 0 failed" in text and "python tables/make_table1.py --profile tiny" in text
 
@@ -184,6 +185,7 @@ def test_debug_cluster_runs_in_process_without_pdb(rq, tmp_path, capsys):
     assert len(starts(tmp_path / "results" / "rqx" / "bad_one")) == 1  # ran once (no pdb, no re-run)
     assert starts(tmp_path / "results" / "rqx" / "a")[0]["pid"] == os.getpid()
     assert "boom in bad_one" in capsys.readouterr().err  # the traceback is printed
+    assert not any((tmp_path / "results" / "rqx").glob("*/submitit/%j"))
 
 
 def test_interrupted_local_run_requeues_and_resumes(rq, tmp_path, monkeypatch):

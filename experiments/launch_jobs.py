@@ -157,10 +157,8 @@ def submit_local(o: Outcome, res: ClusterProfile, make_job: Callable[[], Any], c
 
 def run_debug(o: Outcome, make_job: Callable[[], Any]) -> None:
     """In-process; `exception()` runs the job without submitit's pdb post-mortem."""
-    folder = o.plan.run_dir / "submitit" / "%j"
-    ex = make_executor("debug", folder, ClusterProfile(), o.plan.name)
+    ex = make_executor("debug", o.plan.run_dir / "submitit" / "%j", ClusterProfile(), o.plan.name)
     o.job = ex.submit(make_job(), o.plan.config)
-    _drop_template_dir(folder)
     o.started = time.time()
     collect(o)
     if o.exc is not None:  # DebugJob.exception() re-runs the job on every call: use the stored one
@@ -231,8 +229,10 @@ def wait(outcomes: list[Outcome], *, poll_s: float, timeout_s: float | None = No
             pending = sum(o.status == "pending" for o in outcomes)
             running = sum(o.status == "submitted" for o in outcomes)
             failed = sum(o.status == "failed" for o in outcomes)
+            line_due = progress and not tty and time.time() - last_line > 60
+            # the runs' log tails are read only when shown: in the bar (terminal) or the minute line
             now = {o.plan.name: run_progress.progress(o.plan.run_dir, o.plan.cfg) for o in outcomes
-                   if o.status == "submitted"} if progress else {}
+                   if o.status == "submitted"} if progress and (tty or line_due) else {}
             first = next(((n, t) for n, t in now.items() if t), None)
             bar.set_postfix(running=running, pending=pending, failed=failed,
                             **({"now": f"{first[0]}: {first[1]}"} if first else {}))
@@ -244,7 +244,7 @@ def wait(outcomes: list[Outcome], *, poll_s: float, timeout_s: float | None = No
                         o.status, o.error = "unfinished", f"still {'running' if o.job else 'not submitted'} " \
                                                           f"after the {timeout_s:.0f} s wait limit"
                 return
-            if progress and not tty and time.time() - last_line > 60:
+            if line_due:
                 done = total - running - pending
                 print(f"  [{time.strftime('%H:%M:%S')}] {done}/{total} done, {running} running, "
                       f"{pending} waiting, {failed} failed", flush=True)

@@ -163,29 +163,22 @@ _OVERRIDE_ERROR = re.compile(r"(?P<file>\S+\.ya?ml) \(\+ overrides (?P<over>.*?)
 def collapse_errors(errors: list[str]) -> list[str]:
     """One line per distinct problem: an override error that every config shares is shown once,
     with the configs it hit, instead of once per config."""
-    groups: dict[tuple[str, str], list[str]] = {}
-    out: list[str | tuple[str, str]] = []
-    for e in errors:
+    groups: dict[object, tuple[str | None, str, list[str]]] = {}  # in first-seen order
+    for i, e in enumerate(errors):
         m = _OVERRIDE_ERROR.fullmatch(e)
-        if not m:
-            out.append(e)
-            continue
-        key = (m["over"], m["msg"])
-        if key not in groups:
-            groups[key] = []
-            out.append(key)
-        groups[key].append(m["file"])
+        if m is None:
+            groups[i] = (None, e, [])
+        else:
+            groups.setdefault((m["over"], m["msg"]), (m["over"], m["msg"], []))[2].append(m["file"])
     lines = []
-    for item in out:
-        if isinstance(item, str):
-            lines.append(item)
-            continue
-        files = groups[item]
-        if len(files) == 1:
-            lines.append(f"{files[0]} (+ overrides {item[0]}): {item[1]}")
+    for over, msg, files in groups.values():
+        if over is None:
+            lines.append(msg)
+        elif len(files) == 1:
+            lines.append(f"{files[0]} (+ overrides {over}): {msg}")
         else:
             names = ", ".join(Path(f).name for f in files)
-            lines.append(f"overrides {item[0]}: {item[1]} (in each of {len(files)} configs: {names})")
+            lines.append(f"overrides {over}: {msg} (in each of {len(files)} configs: {names})")
     return lines
 
 

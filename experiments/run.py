@@ -91,6 +91,7 @@ def execute(cfg: RunConfig, *, resume: bool = True, restart: bool = False) -> di
 
     folder = run_dir(cfg)
     if resume and is_complete(cfg):
+        print(f"{folder} is complete with this config: skipped (--no-resume starts it over)", file=sys.stderr)
         return read_metrics(folder)
     env = distributed.setup()
     try:
@@ -126,8 +127,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     preemption.install()
     preemption.shield_forked_children()  # srun/scancel signal every process; workers must not act
-    if not args.no_resume and is_complete(cfg):
-        print(f"{run_dir(cfg)} is complete with this config: skipped (--no-resume starts it over)", file=sys.stderr)
     try:
         metrics = execute(cfg, resume=not args.no_resume, restart=args.restart)
     except ConfigChanged as e:

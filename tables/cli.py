@@ -35,14 +35,21 @@ def parse_formats(text: str) -> set[str]:
     return formats
 
 
+def missing_results(results: Path) -> str | None:
+    """The error for a results root that does not exist (None when it does)."""
+    if Path(results).is_dir():
+        return None
+    return (f"--results {results} does not exist (or is not a folder); pass the results root that holds "
+            "<rq>/<run>/ folders")
+
+
 def load_runs(results: Path, rq_names: dict[str, set[str]], profile: str
               ) -> tuple[list[RunRecord], pd.DataFrame, list[str]]:
     """Validated records of the given rqs/run names, filtered to `profile`, their eval DataFrame, and
     notes on what was left out (other profiles, folders that match no row). A results root that does
     not exist is an error (ResultsError); one without any matching run warns, naming what fills it."""
-    if not Path(results).is_dir():
-        raise ResultsError(f"--results {results} does not exist (or is not a folder); pass the results root "
-                           "that holds <rq>/<run>/ folders")
+    if (missing := missing_results(results)) is not None:
+        raise ResultsError(missing)
     records, notes = [], []
     for rq, names in rq_names.items():
         recs, ignored = scan(results, rq, names)

@@ -24,7 +24,7 @@ from experiments.io_utils import atomic_write_text  # noqa: E402
 from tables import claims_spec, make_table1  # noqa: E402
 from tables.aggregate import check_row_config, check_seed_groups  # noqa: E402
 from tables.claims import VERDICTS, judge_all  # noqa: E402
-from tables.cli import keep_profile, run_main  # noqa: E402
+from tables.cli import keep_profile, missing_results, run_main  # noqa: E402
 from tables.results_io import REPO_ROOT, RunRecord, eval_frame, scan  # noqa: E402
 from tables.spec import PROFILES, RowSpec  # noqa: E402
 
@@ -107,9 +107,8 @@ def summary(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if not args.results.is_dir():
-        print(f"error: --results {args.results} does not exist (or is not a folder); pass the results root "
-              "that holds <rq>/<run>/ folders", file=sys.stderr)
+    if (missing := missing_results(args.results)) is not None:
+        print(f"error: {missing}", file=sys.stderr)
         return 2
     claims = claims_spec.CLAIMS
     claims_spec.check(claims)

@@ -32,7 +32,7 @@ def test_replayed_scenes_are_the_stored_clips():
 
     ensure_synthetic(root, cfg.data, seed=0)
     meta = json.loads((root / "synthetic.json").read_text())
-    spec = SyntheticSpec(**{**meta["spec"], "tasks": tuple(meta["spec"]["tasks"])})
+    spec = SyntheticSpec.from_json(meta["spec"])
     batch = next(iter(make_pretrain_loader(cfg.data, root / "pretrain_val", batch_size=4, batches_per_epoch=1)))
     import tarfile
 

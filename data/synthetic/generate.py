@@ -107,7 +107,7 @@ def clip_scene(task: str, split: str, index: int, label: int | None, seed: int, 
 def render_clip(job: tuple) -> tuple[str, bytes, dict[str, Any]]:
     """Worker: one clip -> (id, mp4 bytes, json meta)."""
     task, split, index, label, seed, rp, spec_json = job
-    spec = SyntheticSpec(**{**spec_json, "tasks": tuple(spec_json["tasks"])})
+    spec = SyntheticSpec.from_json(spec_json)
     scene, rng = clip_scene(task, split, index, label, seed, rp, spec)
     duration = scene.duration
     n_frames = int(round(duration * rp["fps"]))

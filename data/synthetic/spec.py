@@ -72,6 +72,11 @@ class SyntheticSpec:
         d["tasks"] = list(self.tasks)
         return d
 
+    @classmethod
+    def from_json(cls, d: dict) -> "SyntheticSpec":
+        """The inverse of to_json (a worker's job, or synthetic.json's "spec")."""
+        return cls(**{**d, "tasks": tuple(d["tasks"])})
+
 
 def preset(scale: str) -> SyntheticSpec:
     """tiny: seconds on 2 CPU cores; paper: thousands of 30 s clips (generate with many --workers)."""

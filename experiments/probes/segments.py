@@ -55,7 +55,7 @@ def segment_truth(root: Path, clips: dict, segments: int) -> tuple[torch.Tensor,
     from data.synthetic.spec import SyntheticSpec
 
     meta = json.loads((root / "synthetic.json").read_text())
-    spec = SyntheticSpec(**{**meta["spec"], "tasks": tuple(meta["spec"]["tasks"])})
+    spec = SyntheticSpec.from_json(meta["spec"])
     types, lat_v, lat_a = [], [], []
     for split, index in zip(clips["split"], clips["index"]):
         scene, _ = clip_scene("pretrain", split, index, None, meta["seed"], meta["render"], spec)

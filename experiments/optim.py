@@ -58,3 +58,14 @@ def lr_lambda(total_steps: int, warmup_steps: int, schedule: str):
 
 def build_scheduler(opt: torch.optim.Optimizer, cfg: OptimConfig, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     return torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total_steps, cfg.warmup_steps, cfg.schedule))
+
+
+def optimizer_step(loss, module, opt, sched, grad_clip: float) -> None:
+    """One plain update (the probes' loops; pretrain.py adds accumulation and DDP around the same steps):
+    backward, clip the gradient norm of `module` when grad_clip > 0, step the optimizer and the schedule."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(module.parameters(), grad_clip)
+    opt.step()
+    sched.step()

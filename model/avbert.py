@@ -62,6 +62,9 @@ class AVBert(nn.Module):
         self.visual_cnn = SlowFast(cfg.visual_cnn) if cfg.visual_cnn.arch == "slowfast" else ResNet3D(cfg.visual_cnn)
         self.audio_cnn = AudioResNet(cfg.audio_cnn)
         self.visual_dim, self.audio_dim = self.visual_cnn.out_dim, self.audio_cnn.out_dim
+        norm = cfg.embedding_norm == "batch"  # ours, tiny profile (config.py)
+        self.visual_emb_norm = nn.BatchNorm1d(self.visual_dim, affine=False) if norm else nn.Identity()
+        self.audio_emb_norm = nn.BatchNorm1d(self.audio_dim, affine=False) if norm else nn.Identity()
         self.visual_input = ModalityInput(self.visual_dim, t.hidden, t.ln_eps)
         self.audio_input = ModalityInput(self.audio_dim, t.hidden, t.ln_eps)
         roles = ROLES[cfg.fusion]
@@ -110,11 +113,11 @@ class AVBert(nn.Module):
     # ------------------------------------------------------------------------------------ encoders
     def encode_visual(self, video: torch.Tensor) -> torch.Tensor:
         """[N,3,T,H,W] -> [N, visual_dim]."""
-        return self.visual_cnn(video)
+        return self.visual_emb_norm(self.visual_cnn(video))
 
     def encode_audio(self, spec: torch.Tensor) -> torch.Tensor:
         """[N,1,F,Tm] -> [N, audio_dim]."""
-        return self.audio_cnn(spec)
+        return self.audio_emb_norm(self.audio_cnn(spec))
 
     def transformer(self, role: str) -> nn.Module:
         return self.stacks[self._role_stack[role]]

@@ -10,6 +10,7 @@ from typing import Literal
 
 Fusion = Literal["early", "mid", "late"]
 Sharing = Literal["none", "cross_layer", "all", "part", "multi2"]
+EmbeddingNorm = Literal["none", "batch"]
 
 
 @dataclass
@@ -94,6 +95,13 @@ class AVBertConfig:
     # are added to are LayerNormed CNN projections (unit scale), so at 0.02 "where in the clip" is 2 % of a
     # token and a short schedule cannot grow it enough to align a visual segment with its audio
     position_init_std: float = 0.0
+    # ours (tiny profile): "batch" standardises each pooled CNN embedding feature over the batch
+    # (BatchNorm1d without affine; running statistics in eval) before everything that reads it: the
+    # transformer input projection and the MEP targets. "none" = released (CNN -> Linear -> LN). Why:
+    # pooled post-ReLU features share a large common mean, so every token and every MEP target points
+    # the same way; on frozen random tiny-CNN features CPP stays at log 2 raw and learns z-scored
+    # (README, "Why CPP does not learn here")
+    embedding_norm: EmbeddingNorm = "none"
     zero_init_final_bn: bool = True  # released ZERO_INIT_FINAL_BN
 
     @property

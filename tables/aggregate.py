@@ -29,6 +29,8 @@ class Cell:
     folders: tuple[str, ...] = ()
     profiles: tuple[str, ...] = ()
     detail: str = ""
+    n_test: tuple[int, ...] = ()  # distinct test-clip counts of the evals aggregated
+    classes: tuple[int, ...] = ()  # distinct class counts of their tasks (chance = 1 / classes)
 
 
 def _allowed(want) -> tuple:
@@ -152,8 +154,10 @@ def metric_cell(frame: pd.DataFrame, records: list[RunRecord], spec: RowSpec, co
                                f"in {', '.join(sorted(hits['folder'].unique()))}; add the split to the row")
         mean, std, ci95 = _mean_std_ci([float(v) for v in hits[col.metric]])
         n = len(hits)
+    ints = lambda c: tuple(sorted({int(v) for v in hits[c].dropna()}))  # noqa: E731
     return Cell("ok", mean=mean, std=std, ci95=ci95, n=n, n_seeds=hits["folder"].nunique(), splits=splits,
-                folders=tuple(sorted(hits["folder"].unique())), profiles=profiles)
+                folders=tuple(sorted(hits["folder"].unique())), profiles=profiles,
+                n_test=ints("num_test"), classes=ints("num_classes"))
 
 
 def run_cell(records: list[RunRecord], spec: RowSpec, col: RunCol) -> Cell:

@@ -23,11 +23,39 @@ CI_NOTE = ("ours ± = half-width of the t-based 95 % confidence interval (df = n
 class Section:
     key: str  # output file stem, e.g. "table1_sharing"
     title: str
-    header: list[str]
+    header: list[str]  # the caption: what ours rests on (seeds, test clips, chance), then the section's own notes
     display: pd.DataFrame
     long: pd.DataFrame
     commands: list[tuple[str, str]] = field(default_factory=list)  # (run folder, command)
     notes: list[str] = field(default_factory=list)
+    common: list[str] = field(default_factory=list)  # notes every section of a document shares: said once
+
+
+def chance(metric: str, classes: int) -> float | None:
+    """Chance level (%) of a top-k accuracy over `classes` classes; None for other metrics (mAP's is the
+    label frequency)."""
+    k = {"top1": 1, "top5": 5}.get(metric)
+    return None if k is None or classes < 1 else min(100.0, 100.0 * k / classes)
+
+
+def _span(values: set[int], unit: str, plural: str | None = None) -> str:
+    lo, hi = min(values), max(values)
+    word = unit if hi == 1 else (plural or unit + "s")
+    return f"{lo:,} {word}" if lo == hi else f"{lo:,}-{hi:,} {word}"
+
+
+def context_line(seeds: set[int], tests: set[int], chances: dict[tuple[str, int], float], over_splits: bool) -> str:
+    """The caption's first line: how many runs and test clips each of our cells rests on, and chance."""
+    if not seeds:
+        return "Ours: no finished runs yet."
+    parts = [f"Ours: {_span(seeds, 'seed')} per cell" + (" (per split; the mean row: n = splits)" if over_splits else "")
+             + (" (single runs: their last digits depend on the machine's floating-point kernels)"
+                if max(seeds) == 1 else " (n in the cell when > 1)")]
+    if tests:
+        parts.append(f"{_span(tests, 'test clip')} per evaluation")
+    if chances:
+        parts.append("chance " + ", ".join(f"{label} {c:.1f} % ({k} classes)" for (label, k), c in chances.items()))
+    return "; ".join(parts) + "."
 
 
 def fmt_value(v: float | None, integer: bool = False, digits: int = 2) -> str:
@@ -59,9 +87,13 @@ def _cell(col, frame, records, spec) -> Cell:
 
 def build_section(key: str, title: str, header: list[str], rows: list[RowSpec], cols: list[MetricCol | RunCol],
                   records: list[RunRecord], frame: pd.DataFrame, profile: str,
-                  notes: list[str] | None = None) -> Section:
-    """Every row x column: paper value, our aggregate, the difference, where it came from."""
+                  notes: list[str] | None = None, common: list[str] | None = None,
+                  show_diff: bool | None = None) -> Section:
+    """Every row x column: paper value, our aggregate, where it came from, and ours - paper when the
+    two are on the same data (show_diff; default: the paper profile only, the CSV always has it)."""
     ours = ours_label(profile)
+    show_diff = profile == "paper" if show_diff is None else show_diff
+    seeds, tests, chances = set(), set(), {}
     paper_cols = list(dict.fromkeys(k for r in rows for k in r.paper_cols))
     show_paper = {c.key: any(r.paper.get(c.key) is not None for r in rows) for c in cols}
     show_readme = {c.key: any(r.readme.get(c.key) is not None for r in rows) for c in cols}
@@ -84,8 +116,14 @@ def build_section(key: str, title: str, header: list[str], rows: list[RowSpec], 
                 d[f"paper {col.label}"] = PAPER_BLANK if paper is None else fmt_value(paper, integer, 1)
             ours_col = getattr(col, "ours_label", None) or col.label
             d[f"{ours} {ours_col}"] = fmt_cell(cell, integer, spec.over_splits)
-            if show_paper[col.key]:
+            if show_paper[col.key] and show_diff:
                 d[f"Δ {col.label}"] = fmt_diff(paper, cell, integer)
+            if cell.status == "ok" and not isinstance(col, RunCol):
+                seeds.add(cell.n_seeds)
+                tests.update(cell.n_test)
+                for k in cell.classes:
+                    if chance(col.metric, k) is not None:
+                        chances[(ours_col, k)] = chance(col.metric, k)
             if show_readme[col.key]:
                 v = spec.readme.get(col.key)
                 d[f"README post-sub. {col.label}"] = "" if v is None else fmt_value(v, digits=1)
@@ -113,6 +151,8 @@ def build_section(key: str, title: str, header: list[str], rows: list[RowSpec], 
                 "ours_ci95": cell.ci95, "ours_n": cell.n, "n_seeds": cell.n_seeds,
                 "splits": " ".join(map(str, cell.splits)),
                 "diff": (cell.mean - paper) if (paper is not None and cell.mean is not None) else None,
+                "chance": chance(col.metric, cell.classes[0]) if isinstance(col, MetricCol) and len(cell.classes) == 1
+                else None,
                 "status": cell.status, "detail": cell.detail, "profile": " ".join(cell.profiles),
                 "runs": " ".join(cell.folders),
                 "baseline_mean": base.mean if base else None, "baseline_std": base.std if base else None,
@@ -128,5 +168,7 @@ def build_section(key: str, title: str, header: list[str], rows: list[RowSpec], 
     display = pd.DataFrame(disp_rows).rename(columns={"row": "Row"})
     long = pd.DataFrame(long_rows)
     commands = list(dict.fromkeys(commands))
-    return Section(key=key, title=title, header=header, display=display, long=long, commands=commands,
-                   notes=([CI_NOTE] if with_ci else []) + list(notes or []) + gaps)
+    over_splits = any(r.over_splits for r in rows)
+    return Section(key=key, title=title, header=[context_line(seeds, tests, chances, over_splits), *header],
+                   display=display, long=long, commands=commands,
+                   notes=([CI_NOTE] if with_ci else []) + list(notes or []) + gaps, common=list(common or []))

@@ -47,11 +47,11 @@ def ours_header(profile: str) -> str:
     if profile in ("tiny", "smoke"):
         return (f"**Ours ({profile} profile) = the synthetic benchmark (task `ks_like`) with the {profile} model, "
                 "NOT Kinetics-Sounds: paper and ours are on different data and scales; compare trends (row order), "
-                "not values. Δ = ours − paper is bookkeeping only.**")
+                "not values; so no Δ column (the CSVs keep ours − paper).**")
     if profile == "paper":
         return "Ours (paper profile) = Kinetics-Sounds at paper scale; Δ = ours − paper."
     return ("Ours = runs of any profile (see the profile column); tiny/smoke rows are on the synthetic benchmark, "
-            "not Kinetics-Sounds, so their Δ is bookkeeping only.")
+            "not Kinetics-Sounds, so no Δ column (the CSVs keep ours − paper).")
 
 
 PAPER_HEADER = ("Paper = the authors' ICLR 2021 poster (results/paper/), Kinetics-Sounds top-1 / top-5 (%); "
@@ -111,39 +111,47 @@ def end_to_end_rows() -> list[RowSpec]:
 
 
 def build(records, frame, profile: str, notes: list[str]) -> list[Section]:
-    head = [PAPER_HEADER, ours_header(profile)]
+    common = {"common": [PAPER_HEADER, ours_header(profile)]}  # said once per document, a footnote per file
     ks = ks_cols(profile)
     run_cols = [PARAMS, RunCol("params_total", "total params", "params.total", integer=True),
                 RunCol("peak_memory_mb", "peak memory (MB)", "peak_memory_mb")]
     return [
-        build_section("table1_fusion", "Table 1a. Modality fusion strategies", head + [
+        build_section("table1_fusion", "Table 1a. Modality fusion strategies", [
             "Rows: run early/mid/late of rq2_fusion; columns: its evals with both modalities, audio only, visual "
             "only (matched by the eval's modalities). The poster's mid row equals its cross-layer sharing row, so "
-            "our fusion runs use cross-layer sharing."], fusion_rows(), ks, records, frame, profile),
-        build_section("table1_sharing", "Table 1b. Parameter sharing schemes", head + [
+            "our fusion runs use cross-layer sharing."], fusion_rows(), ks, records, frame, profile, **common),
+        build_section("table1_sharing", "Table 1b. Parameter sharing schemes", [
             "params (poster) = printed on the poster; paper transformer params = our exact arithmetic at paper "
             "scale (H768, FFN 3072, 6 layers, rank 128); ours = params.transformer of the run's metrics.json "
             "(tiny-profile models are far smaller). The poster's 7M for Multi-2 disagrees with the arithmetic "
-            "(42,527,232)."], sharing_rows(), ks + [PARAMS], records, frame, profile),
-        build_section("table1_negatives", "Table 1c. Negative sampling for MEP", head + [
+            "(42,527,232)."], sharing_rows(), ks + [PARAMS], records, frame, profile, **common),
+        build_section("table1_negatives", "Table 1c. Negative sampling for MEP", [
             "CANS-Dissimilar is not on the poster (paper value NOT FOUND)."],
-            negatives_rows(), ks, records, frame, profile),
-        build_section("table1_end_to_end", "Table 1d. RQ1 end-to-end training", head + [
+            negatives_rows(), ks, records, frame, profile, **common),
+        build_section("table1_end_to_end", "Table 1d. RQ1 end-to-end training", [
             "The paper reports no such table. The only paper numbers shown are those of the poster's "
             "configuration equal to our end_to_end run (Part sharing = CANS-Similar row, 67.5 / 92.3, "
             "3,843,840 transformer params); frozen-CNN and no-pretraining accuracies and all memory figures: "
-            "NOT FOUND."], end_to_end_rows(), ks + run_cols, records, frame, profile, notes=notes),
+            "NOT FOUND."], end_to_end_rows(), ks + run_cols, records, frame, profile, notes=notes, **common),
     ]
+
+
+KS_CHANCE = 100.0 / 32  # Kinetics-Sounds: 32 classes (reference/paper_facts.md)
+SHARING_SHORT = {"multi2": "Multi-2", "none": "None", "cross_layer": "X.-L", "all": "All", "part": "Part"}
 
 
 def write_figures(sections: list[Section], out: Path, profile: str) -> list[Path]:
     by_key = {s.key: s for s in sections}
     ours = ours_label(profile)
     figs = {
-        "table1_sharing.png": plots.sharing_figure(by_key["table1_sharing"].long, ours),
-        "table1_fusion.png": plots.bar_figure(by_key["table1_fusion"].long, ours, "Fusion: top-1, paper vs ours"),
+        "table1_sharing.png": plots.sharing_figure(by_key["table1_sharing"].long, ours, short=SHARING_SHORT,
+                                                   paper_chance=KS_CHANCE),
+        "table1_fusion.png": plots.bar_figure(by_key["table1_fusion"].long, ours, "Fusion: top-1, paper vs ours",
+                                              paper_chance=KS_CHANCE),
         "table1_negatives.png": plots.bar_figure(by_key["table1_negatives"].long, ours,
-                                                 "Negative sampling: top-1, paper vs ours"),
+                                                 "Negative sampling: top-1, paper vs ours", paper_chance=KS_CHANCE),
+        "table1_end_to_end.png": plots.bar_figure(by_key["table1_end_to_end"].long, ours,
+                                                  "RQ1 end to end: top-1, paper vs ours", paper_chance=KS_CHANCE),
     }
     for name, data in figs.items():
         atomic_write_bytes(out / name, data)
@@ -151,7 +159,8 @@ def write_figures(sections: list[Section], out: Path, profile: str) -> list[Path
 
 
 INTRO = ["Each cell: paper value | ours (mean ± half-width of the t-based 95 % CI over seeds, with n, when n > 1; "
-         "the CSVs also have the std) | Δ = ours − paper. "
+         "the CSVs also have the std) | Δ = ours − paper (paper profile only). Each table's first line gives the "
+         "seeds and test clips its cells rest on, and chance. "
          "`runs` = the folders under the results directory the values came from; `-` = not reported by the paper; "
          "`missing` = no run yet (commands below)."]
 

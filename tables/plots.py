@@ -30,10 +30,27 @@ def _pick(long: pd.DataFrame, column: str, field: str) -> dict[str, float | None
     return {r: _num(v) for r, v in zip(sub["row"], sub[field])}
 
 
-def sharing_figure(long: pd.DataFrame, ours: str, metric: str = "top1", params: str = "params") -> bytes:
+def _chance(long: pd.DataFrame, metric: str) -> float | None:
+    """Our chance level for `metric` (the tables' `chance` column), when every cell that has one agrees."""
+    if "chance" not in long:
+        return None
+    vals = {float(v) for v in long[long["column"] == metric]["chance"] if _num(v) is not None}
+    return vals.pop() if len(vals) == 1 else None
+
+
+def _chance_lines(ax, ours_chance: float | None, paper_chance: float | None) -> None:
+    if ours_chance is not None:
+        ax.axhline(ours_chance, color=OURS_COLOR, ls="--", lw=1, label=f"chance, ours ({ours_chance:.1f} %)")
+    if paper_chance is not None:
+        ax.axhline(paper_chance, color=PAPER_COLOR, ls=":", lw=1, label=f"chance, paper ({paper_chance:.1f} %)")
+
+
+def sharing_figure(long: pd.DataFrame, ours: str, metric: str = "top1", params: str = "params",
+                   short: dict[str, str] | None = None, paper_chance: float | None = None) -> bytes:
     """Top-1 vs transformer parameters (log x): paper points at the exact paper-scale counts, ours at
-    the counts in metrics.json (tiny-profile models are far smaller: the x axis spans both)."""
-    labels = dict(zip(long["row"], long["label"]))
+    the counts in metrics.json (tiny-profile models are far smaller: the x axis spans both). Points
+    carry `short` labels (row key -> a word), the legend sits outside the axes, dashed lines mark chance."""
+    labels = {r: (short or {}).get(r, lab) for r, lab in zip(long["row"], long["label"])}
     p_acc, o_acc = _pick(long, metric, "paper"), _pick(long, metric, "ours_mean")
     o_err = _pick(long, metric, "ours_ci95")  # error bars = the tables' 95 % CI half-width
     p_par, o_par = _pick(long, params, "paper"), _pick(long, params, "ours_mean")
@@ -42,26 +59,32 @@ def sharing_figure(long: pd.DataFrame, ours: str, metric: str = "top1", params: 
     for row, label in labels.items():
         if p_acc.get(row) is not None and p_par.get(row):
             ax.scatter(p_par[row], p_acc[row], color=PAPER_COLOR, marker="o", zorder=3)
-            ax.annotate(label, (p_par[row], p_acc[row]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            ax.annotate(label, (p_par[row], p_acc[row]), textcoords="offset points", xytext=(5, 3), fontsize=8,
+                        color=PAPER_COLOR)
         if o_acc.get(row) is not None and o_par.get(row):
             ax.errorbar(o_par[row], o_acc[row], yerr=o_err.get(row) or 0, fmt="s", color=OURS_COLOR, capsize=3,
                         zorder=3)
-            ax.annotate(label, (o_par[row], o_acc[row]), textcoords="offset points", xytext=(4, -10), fontsize=8)
+            ax.annotate(label, (o_par[row], o_acc[row]), textcoords="offset points", xytext=(5, -11), fontsize=8,
+                        color=OURS_COLOR)
     ax.scatter([], [], color=PAPER_COLOR, marker="o", label="paper (poster, Kinetics-Sounds)")
-    ax.scatter([], [], color=OURS_COLOR, marker="s", label=ours)
+    ax.scatter([], [], color=OURS_COLOR, marker="s", label=f"{ours} (± 95 % CI)")
+    _chance_lines(ax, _chance(long, metric), paper_chance)
     ax.set_xscale("log")
     ax.set_xlabel("transformer parameters")
     ax.set_ylabel(f"{metric.replace('top', 'top-')} accuracy (%)")
     ax.set_title("Parameter sharing schemes: accuracy vs parameters")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     fig.text(0.01, -0.02, "paper points at our exact paper-scale counts (the poster prints 7M for Multi-2, "
              "the arithmetic gives 42.5M)", fontsize=7, ha="left", va="top")
     return _png(fig)
 
 
-def bar_figure(long: pd.DataFrame, ours: str, title: str, metric: str = "top1") -> bytes:
-    """Grouped bars per row, paper vs ours; a missing side is left out and labelled."""
+def bar_figure(long: pd.DataFrame, ours: str, title: str, metric: str = "top1",
+               paper_chance: float | None = None) -> bytes:
+    """Grouped bars per row, paper vs ours; a missing side is left out and labelled; dashed lines mark
+    chance (ours from the tables' chance column)."""
     sub = long[long["column"] == metric]
     labels = list(sub["label"])
     paper = [_num(v) for v in sub["paper"]]
@@ -83,5 +106,6 @@ def bar_figure(long: pd.DataFrame, ours: str, title: str, metric: str = "top1") 
     ax.set_ylabel(f"{metric.replace('top', 'top-')} (%)")
     ax.set_ylim(0, 100)
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    _chance_lines(ax, _chance(long, metric), paper_chance)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     return _png(fig)

@@ -36,13 +36,17 @@ def _left_aligned(df: pd.DataFrame) -> list[bool]:
     return [c in ("Row", "runs", "profile") or texty(df[c]) for c in df.columns]
 
 
-def section_markdown(sec: Section) -> str:
+def section_markdown(sec: Section, common: bool = True) -> str:
+    """One section; `common` adds the notes all sections share as a footnote (the section's own file),
+    a document says them once at its top instead."""
     parts = [f"### {sec.title}", "", *[f"{line}  " for line in sec.header], "", markdown_table(sec.display)]
     if sec.commands:
         parts += ["", "Missing runs and the commands that fill them:", ""]
         parts += [f"- {label}: `{cmd}`" for label, cmd in sec.commands]
     if sec.notes:
         parts += ["", *[f"- {n}" for n in sec.notes]]
+    if common and sec.common:
+        parts += ["", "Notes common to every table of this document:", "", *[f"- {n}" for n in sec.common]]
     return "\n".join(parts) + "\n"
 
 
@@ -82,4 +86,7 @@ def write_section(sec: Section, out: Path, formats: set[str]) -> list[Path]:
 
 
 def document_markdown(title: str, intro: list[str], sections: list[Section]) -> str:
-    return "\n".join([f"## {title}", "", *intro, ""] + [section_markdown(s) for s in sections])
+    """Title, intro, the notes the sections share (once), then the sections without them."""
+    common = list(dict.fromkeys(n for s in sections for n in s.common))
+    return "\n".join([f"## {title}", "", *intro, "", *[f"- {n}" for n in common], ""]
+                      + [section_markdown(s, common=False) for s in sections])

@@ -176,7 +176,7 @@ def scan(results_dir: Path, rq: str, names: set[str] | None = None) -> tuple[lis
 
 # ---------------------------------------------------------------- DataFrame
 EVAL_COLUMNS = ["rq", "run", "base", "folder", "profile", "seed", "complete", "eval", "task", "model", "init",
-                "protocol", "modalities", "split", "top1", "top5", "mAP", "num_test", "params_transformer",
+                "protocol", "modalities", "split", "top1", "top5", "mAP", "num_test", "num_classes", "params_transformer",
                 "params_total", "peak_memory_mb", "wall_time_s"]
 
 
@@ -204,8 +204,8 @@ def eval_frame(records: list[RunRecord]) -> pd.DataFrame:
                          "init": auto_init if ev["init"] == "auto" else ev["init"],
                          "protocol": ev.get("protocol"), "modalities": modality_key(ev["modalities"]),
                          "split": ev.get("split", 1), "top1": ev.get("top1"), "top5": ev.get("top5"),
-                         "mAP": ev.get("mAP"), "num_test": ev.get("num_test")})
+                         "mAP": ev.get("mAP"), "num_test": ev.get("num_test"), "num_classes": ev.get("num_classes")})
     frame = pd.DataFrame(rows, columns=EVAL_COLUMNS)
-    for col in ("top1", "top5", "mAP", "num_test", "peak_memory_mb", "wall_time_s"):
+    for col in ("top1", "top5", "mAP", "num_test", "num_classes", "peak_memory_mb", "wall_time_s"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
     return frame

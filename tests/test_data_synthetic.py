@@ -4,6 +4,7 @@ size presets."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 from pathlib import Path
 
@@ -343,3 +344,25 @@ def test_cli_shards_option(tmp_path, capsys):
     assert len(read_manifest(out / "pretrain_val")["shards"]) >= 3
     assert read_manifest(out / "ucf_like" / "train")["total"] == 1
     assert read_manifest(out / "bind_like" / "train")["total"] == 1
+
+
+def test_cli_corpus_knobs_reach_the_spec_and_bad_values_fail(tmp_path, capsys):
+    """--types-per-clip, --background and --event-size land in synthetic.json's spec and in the scenes; values out of
+    range fail before anything is written."""
+    from data.synthetic.__main__ import main
+
+    for bad in (["--types-per-clip", "9"], ["--types-per-clip", "0"], ["--background", "0.6", "0.4"],
+                ["--background", "-0.1", "0.5"], ["--event-size", "0.2", "0.35"], ["--event-size", "0", "0.2"]):
+        with pytest.raises(SystemExit) as e:
+            main(["--out", str(tmp_path / "bad"), "--scale", "smoke", *bad])
+        assert e.value.code == 2 and bad[0] in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    out = tmp_path / "syn"
+    assert main(["--out", str(out), "--scale", "smoke", "--workers", "1", "--pretrain-clips", "2",
+                 "--split-clips", "0", "0", "0", "--types-per-clip", "4", "--background", "0.3", "0.4", "--event-size", "0.24", "0.3"]) == 0
+    spec = json.loads((out / RECORD).read_text())["spec"]
+    assert spec["types_per_clip"] == 4 and spec["background"] == [0.3, 0.4] and spec["event_size"] == [0.24, 0.3]
+    narrow = dataclasses.replace(SMALL, background=(0.3, 0.4))
+    bgs = [sample_scene("pretrain", None, 8.0, 1.0, np.random.default_rng(i), narrow).bg for i in range(20)]
+    cols = np.concatenate([np.stack([b["a"], b["b"]]) for b in bgs])
+    assert cols.min() >= 0.3 and cols.max() <= 0.4

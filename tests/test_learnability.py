@@ -11,11 +11,7 @@ import torch
 from experiments.probes import learnability
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("restore_threads")  # the CLIs set the thread count
 
 
 def test_cli_prints_heldout_cpp_and_mep_with_chance(capsys):
@@ -49,6 +45,8 @@ def test_oracle_timelines_are_the_pretraining_corpus():
         assert sorted(np.unique(clip, return_counts=True)[1].tolist()) == [cfg.data.segments // k] * k
     assert np.array_equal(sigs, learnability.segment_signatures(6, cfg, seed=0))
     assert not np.array_equal(sigs, learnability.segment_signatures(6, cfg, seed=1))
+    for clip in learnability.segment_signatures(6, cfg, seed=0, types_per_clip=4)[..., 0]:  # --types-per-clip
+        assert sorted(np.unique(clip, return_counts=True)[1].tolist()) == [cfg.data.segments // 4] * 4
 
 
 def test_oracle_event_component_is_shared_by_both_modalities():

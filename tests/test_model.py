@@ -133,6 +133,27 @@ def test_position_init_std_sets_the_embedding_std():
     assert wide == pytest.approx(0.5, rel=0.1)
 
 
+def test_embedding_norm_standardises_what_the_transformers_and_mep_read():
+    """embedding_norm="batch" (ours, tiny profile): every pooled CNN feature has mean 0 / std 1 over the
+    batch in training, running statistics in eval; "none" (released) leaves the CNN output as it is and
+    adds no parameters or buffers."""
+    cfg = tiny()
+    torch.manual_seed(0)
+    plain = build_model(cfg)
+    torch.manual_seed(0)
+    normed = build_model(dataclasses.replace(cfg, embedding_norm="batch"))
+    assert sum(p.numel() for p in normed.parameters()) == sum(p.numel() for p in plain.parameters())
+    video = torch.randn(12, 3, 4, 32, 32)
+    raw = plain.encode_visual(video)
+    assert raw.mean(0).abs().max() > 0.01  # pooled post-ReLU features share a common offset
+    z = normed.train().encode_visual(video)
+    torch.testing.assert_close(z.mean(0), torch.zeros(z.shape[1]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(z.std(0, unbiased=False), torch.ones(z.shape[1]), atol=1e-2, rtol=0)
+    assert normed.audio_emb_norm.running_mean.abs().sum() == 0  # audio untouched by a visual batch
+    normed.eval()
+    assert not torch.allclose(normed.encode_visual(video), z)  # eval: running statistics
+
+
 PAPER = {"none": 127_581_696, "cross_layer": 21_263_616, "all": 7_087_872, "part": 3_843_840, "multi2": 42_527_232}
 
 

@@ -17,11 +17,7 @@ from experiments.probes import segments
 CONFIG = "experiments/rq1_end_to_end/configs/end_to_end.yaml"
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("restore_threads")  # the CLIs set the thread count
 
 
 def test_replayed_scenes_are_the_stored_clips():
@@ -62,6 +58,7 @@ def test_probe_rows_are_sane(tmp_path, capsys):
         for m in ("visual", "audio"):
             assert 0.0 <= r[f"{m}_type"] <= 1.0
             assert 0.0 <= r[f"{m}_clip_share"] <= 1.0 + 1e-6
+            assert 0.0 <= r[f"{m}_type_share"] <= 1.0 + 1e-6
     assert "| hand-crafted |" in capsys.readouterr().out
 
 
@@ -72,5 +69,19 @@ def test_type_probe_separates_separable_segments():
     assert segments.type_accuracy(x[:300], y[:300], x[300:], y[300:]) > 0.9
     noise = torch.randn(400, 8, generator=g)
     assert segments.type_accuracy(noise[:300], y[:300], noise[300:], y[300:]) < 0.35
+    # 3 x one-hot + unit noise: per dimension 9 x 7/64 type variance against 1 (about half); noise: ~0
+    assert segments.type_share(x.view(40, 10, 8), y.view(40, 10)) > 0.4
+    assert segments.type_share(noise.view(40, 10, 8), y.view(40, 10)) < 0.05
     r2 = segments.ridge_r2(x[:300], x[:300, :2] * 2, x[300:], x[300:, :2] * 2)
     assert min(r2) > 0.99
+
+
+def test_check_compares_within_tolerance():
+    want = [{"features": "random", "visual_type": 0.5, "visual_clip_share": 0.7}, {"features": "only theirs", "visual_type": 0.1}]
+    tol = segments.tolerance("visual_type", 0.5, 2048)
+    assert tol == pytest.approx(2 * (0.25 / 2048) ** 0.5 + 0.001)
+    ok = [{"features": "random", "visual_type": 0.5 + tol * 0.9, "visual_clip_share": 0.72}, {"features": "only ours", "visual_type": 0.9}]
+    assert segments.check_rows(ok, want, 2048) == ([], 2)
+    bad = [{"features": "random", "visual_type": 0.5 + tol * 1.1, "visual_clip_share": 0.65}]
+    problems, n = segments.check_rows(bad, want, 2048)
+    assert n == 2 and len(problems) == 2 and problems[0].startswith("random: visual_type =")

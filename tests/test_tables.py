@@ -28,7 +28,7 @@ def ev(task="ks_like", model="m_bert", init="pretrained", mods=("visual", "audio
        mAP=None):
     return {"task": task, "model": model, "init": init, "protocol": "linear", "modalities": list(mods),
             "split": split, "multilabel": mAP is not None, "top1": top1, "top5": top5, "mAP": mAP,
-            "num_test": 10, "wall_s": 1.0}
+            "num_test": 10, "num_classes": 8, "wall_s": 1.0}
 
 
 def write_run(root, rq, name, evals, *, profile="tiny", seed=0, config=None, params=12_345, metrics=True):
@@ -112,25 +112,35 @@ def _table1_tree(root):
               config={"pretrain": {"enabled": False}})
 
 
-def test_table1_paper_ours_diff_seeds_and_missing(tmp_path, capsys):
+def test_table1_paper_ours_seeds_context_and_missing(tmp_path, capsys):
     res, out = tmp_path / "results", tmp_path / "out"
     _table1_tree(res)
     md = run_main(make_table1, capsys, "--results", str(res), "--out", str(out), "--format", "md,tex,csv,png")
     lines = {line.split(" | ")[0].lstrip("| "): line for line in md.splitlines() if line.startswith("| ")}
     part = lines["Multi-6 X.-L + X.-T Part (ours)"]
     # paper 67.5 / 92.3 beside ours: mean +- 95 % CI half-width over the two seeds (t(1) = 12.706 times
-    # std sqrt(2) / sqrt(2)), and ours - paper
-    assert "| 67.5 | 61.00 ± 12.71 (n=2 seeds) | -6.50 |" in part
-    assert "| 92.3 | 86.00 ± 12.71 (n=2 seeds) | -6.30 |" in part
+    # std sqrt(2) / sqrt(2)); on a synthetic profile no Δ column (different data), the CSV keeps it
+    assert "| 67.5 | 61.00 ± 12.71 (n=2 seeds) | 92.3 | 86.00 ± 12.71 (n=2 seeds) |" in part
+    assert "Δ" not in "".join(ln for ln in md.splitlines() if ln.startswith("| Row"))
     assert "ours ± = half-width of the t-based 95 % confidence interval" in md
     assert "3,843,840 | 12,345 |" in part and "rq3_sharing/part, rq3_sharing/part_seed1" in part and "| tiny |" in part
-    assert "| 65.7 | 55.00 | -10.70 |" in lines["Multi-6 X.-L"]
-    assert "| 65.7 | 50.00 | -15.70 | 89.9 | 80.00 | -9.90 |" in lines["Mid Audio-Visual"]
-    assert "| 42.5 | 30.00 | -12.50 |" in lines["Mid Visual-only"]
+    assert "| 65.7 | 55.00 | 89.9 |" in lines["Multi-6 X.-L"]
+    assert "| 65.7 | 50.00 | 89.9 | 80.00 |" in lines["Mid Audio-Visual"]
+    assert "| 42.5 | 30.00 |" in lines["Mid Visual-only"]
     assert "| - | missing |" in lines["Early Audio-only"]
-    assert "| 67.5 | 64.00 | -3.50 |" in lines["CANS-Similar"]
+    assert "| 67.5 | 64.00 |" in lines["CANS-Similar"]
     assert "| - | 20.00 |" in lines["No pretraining"] and "256.00" in lines["No pretraining"]
     assert "ours (tiny) ks_like top-1" in md and "NOT Kinetics-Sounds" in md
+    # each table's caption: seeds, test clips and chance of its cells; single runs are called so
+    sharing = md.split("### Table 1b")[1].split("###")[0]
+    assert ("Ours: 1-2 seeds per cell (n in the cell when > 1); 10 test clips per evaluation; chance ks_like "
+            "top-1 12.5 % (8 classes), ks_like top-5 62.5 % (8 classes).") in sharing
+    assert "Ours: 1 seed per cell (single runs" in md.split("### Table 1c")[1]
+    # the notes every table shares: once in the document, once as a footnote in each table's own file
+    assert md.count("the paper's protocol (linear or fine-tune) is NOT FOUND") == 1
+    own = (out / "table1_sharing.md").read_text()
+    assert own.count("the paper's protocol (linear or fine-tune) is NOT FOUND") == 1
+    assert own.index("Notes common to every table") > own.index("| Row")
     # missing runs are marked and the command that fills them is printed
     assert "missing" in lines["Multi-2 (no sharing)"]
     assert "`python experiments/rq3_sharing/launch.py --profile tiny --only multi2`" in md
@@ -139,16 +149,27 @@ def test_table1_paper_ours_diff_seeds_and_missing(tmp_path, capsys):
     # every format written; LaTeX is booktabs with escaped text
     tex = (out / "table1_sharing.tex").read_text()
     assert all(rule in tex for rule in (r"\toprule", r"\midrule", r"\bottomrule"))
-    assert r"$\pm$" in tex and r"rq3\_sharing/part" in tex and r"$\Delta$ top-1" in tex
+    assert r"$\pm$" in tex and r"rq3\_sharing/part" in tex
     long = pd.read_csv(out / "table1.csv")
     row = long[(long["table"] == "table1_sharing") & (long["row"] == "part") & (long["column"] == "top1")].iloc[0]
-    assert (row["paper"], row["ours_mean"], row["ours_n"]) == (67.5, 61.0, 2)
+    assert (row["paper"], row["ours_mean"], row["ours_n"], row["chance"]) == (67.5, 61.0, 2, 12.5)
     assert row["diff"] == pytest.approx(-6.5) and row["ours_std"] == pytest.approx(2 ** 0.5)
     assert row["ours_ci95"] == pytest.approx(12.706)
     for name in ("table1.md", "table1_fusion.md", "table1_negatives.tex", "table1_end_to_end.csv"):
         assert (out / name).is_file()
-    for name in ("table1_sharing.png", "table1_fusion.png", "table1_negatives.png"):
+    for name in ("table1_sharing.png", "table1_fusion.png", "table1_negatives.png", "table1_end_to_end.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_table1_paper_profile_shows_ours_minus_paper(tmp_path, capsys):
+    res = tmp_path / "results"
+    write_run(res, "rq3_sharing", "part", {"av": ev(top1=60.0, top5=85.0)}, profile="paper")
+    write_run(res, "rq3_sharing", "part_seed1", {"av": ev(top1=62.0, top5=87.0)}, profile="paper", seed=1)
+    md = run_main(make_table1, capsys, "--results", str(res), "--profile", "paper", "--out", str(tmp_path / "o"),
+                  "--format", "md,tex")
+    part = next(ln for ln in md.splitlines() if ln.startswith("| Multi-6 X.-L + X.-T Part (ours)"))
+    assert "| 67.5 | 61.00 ± 12.71 (n=2 seeds) | -6.50 | 92.3 | 86.00 ± 12.71 (n=2 seeds) | -6.30 |" in part
+    assert r"$\Delta$ top-1" in (tmp_path / "o" / "table1_sharing.tex").read_text()
 
 
 def test_config_mismatch_is_refused(tmp_path):
@@ -243,15 +264,15 @@ def test_table2_tiny_synthetic_tasks(tmp_path, capsys):
     write_run(res, "rq5_transfer", "random_init", rnd, config={"pretrain": {"enabled": False}})
     md = run_main(make_table2, capsys, "--results", str(res), "--out", str(tmp_path / "o"), "--format", "md,png")
     ucf = table_lines(md, "Table 2a")["V-CNN (synthetic; paper: K700) mean over splits"]
-    assert "| 85.2 | 70.00 | -15.20 | 87.5 | 35.00 |" in ucf
+    assert "| 85.2 | 70.00 | 87.5 | 35.00 |" in ucf  # synthetic: no Δ column
     assert "rq5_transfer/random_init, rq5_transfer/synthetic" in ucf
     esc = table_lines(md, "Table 2c")["A-CNN (synthetic; paper: AS) mean over folds"]
-    assert "| 81.5 | 60.00 | -21.50 | 85.9 | 30.00 |" in esc
+    assert "| 81.5 | 60.00 | 85.9 | 30.00 |" in esc
     lines = table_lines(md, "Table 2d")
     mbert = lines["M-BERT†"]
-    assert "| 29.5 | 33.00 | 3.50 | 10.00 | 75.6 | 55.00 | -20.60 | 85.8 | 27.50 |" in mbert.replace("+3.50", "3.50")
-    assert "| 5.9 | 10.00 | 4.10 |" in lines["Random (random init, M-BERT)"].replace("+4.10", "4.10")
-    assert "| 18.7 | no eval |" in lines["V-CNN"] and "| 45.8 | 40.00 | -5.80 |" in lines["V-CNN"]
+    assert "| 29.5 | 33.00 | 10.00 | 75.6 | 55.00 | 85.8 | 27.50 |" in mbert
+    assert "| 5.9 | 10.00 |" in lines["Random (random init, M-BERT)"]
+    assert "| 18.7 | no eval |" in lines["V-CNN"] and "| 45.8 | 40.00 |" in lines["V-CNN"]
     assert "- V-CNN, Charades mAP: no eval with {'model': 'v_cnn', 'init': 'pretrained', 'task': " in md
     assert "ours (tiny) charades_like mAP" in md and "ours (tiny) ucf_like top-1" in md
     assert "| V-CNN (AS) mean over splits | 86.1 | n/a |" in md

@@ -25,6 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pretrain-clips", type=int, default=None)
     p.add_argument("--split-clips", type=int, nargs=3, metavar=("TRAIN", "VAL", "TEST"), default=None)
     p.add_argument("--nuisance", type=float, default=None, help="scale all nuisances (default 0.5; 0 = clean, 1 = harder)")
+    p.add_argument("--types-per-clip", type=int, default=None,
+                   help="bound event types per pretraining / bind_like clip (default 8, each once; 1-8)")
+    p.add_argument("--background", type=float, nargs=2, metavar=("LO", "HI"), default=None,
+                   help="per-clip background colour range per channel (default 0.15 0.55; within [0, 1])")
+    p.add_argument("--event-size", type=float, nargs=2, metavar=("LO", "HI"), default=None,
+                   help="event object radius range, fraction of the frame side (default 0.12 0.22; HI <= 0.3)")
     p.add_argument("--shards", type=int, default=None,
                    help="at least this many shards per split (default: tiny 40 clips per shard, paper 128 shards)")
     args = p.parse_args(argv)
@@ -34,6 +40,20 @@ def main(argv: list[str] | None = None) -> int:
         spec = dataclasses.replace(spec, pretrain_clips=args.pretrain_clips)
     if args.split_clips is not None:
         spec = dataclasses.replace(spec, splits=dict(zip(("train", "val", "test"), args.split_clips)))
+    if args.types_per_clip is not None:
+        if not 1 <= args.types_per_clip <= 8:
+            p.error(f"--types-per-clip must be in 1..8, got {args.types_per_clip}")
+        spec = dataclasses.replace(spec, types_per_clip=args.types_per_clip)
+    if args.background is not None:
+        lo, hi = args.background
+        if not 0.0 <= lo <= hi <= 1.0:
+            p.error(f"--background needs 0 <= LO <= HI <= 1, got {lo} {hi}")
+        spec = dataclasses.replace(spec, background=tuple(args.background))
+    if args.event_size is not None:
+        lo, hi = args.event_size
+        if not 0.0 < lo <= hi <= 0.3:  # the object and its motion must stay inside the frame
+            p.error(f"--event-size needs 0 < LO <= HI <= 0.3, got {lo} {hi}")
+        spec = dataclasses.replace(spec, event_size=tuple(args.event_size))
     if args.nuisance is not None:
         spec = dataclasses.replace(spec, nuisance=args.nuisance)
     t0 = time.time()

@@ -107,7 +107,7 @@ def _dress(ev: Event, rng: np.random.Generator, spec: SyntheticSpec) -> Event:
 def _nuisances(scene: Scene, rng: np.random.Generator, spec: SyntheticSpec) -> Scene:
     n = spec.nuisance
     scene.bg = {  # muted background colours (version 5), so the signature colours stand out
-        "a": rng.uniform(0.15, 0.55, 3), "b": rng.uniform(0.15, 0.55, 3), "angle": rng.uniform(0, 2 * np.pi),
+        "a": rng.uniform(*spec.background, 3), "b": rng.uniform(*spec.background, 3), "angle": rng.uniform(0, 2 * np.pi),
         "gratings": [(rng.uniform(0, np.pi), rng.uniform(1.5, 5.0), rng.uniform(0, 2 * np.pi),
                       rng.uniform(-0.5, 0.5), rng.uniform(-1, 1, 3)) for _ in range(2)],
         "texture": n * spec.texture_amplitude,

@@ -31,12 +31,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 DEFAULT_CONFIG = "experiments/rq1_end_to_end/configs/end_to_end.yaml"
 
 
-def segment_signatures(n_clips: int, cfg, seed: int) -> np.ndarray:
-    """[n, S, 2] (visual, audio) signature per segment, from the synthetic generator's pretraining scenes."""
+def segment_signatures(n_clips: int, cfg, seed: int, types_per_clip: int | None = None) -> np.ndarray:
+    """[n, S, 2] (visual, audio) signature per segment, from the synthetic generator's pretraining scenes
+    (its `types_per_clip`, or the one given: k distinct types per clip, each on S / k segments)."""
+    import dataclasses
+
     from data.synthetic.scenes import sample_scene
     from data.synthetic.spec import preset
 
     spec = preset("tiny")
+    if types_per_clip is not None:
+        spec = dataclasses.replace(spec, types_per_clip=types_per_clip)
     seg_s = cfg.data.video.frames_per_segment / cfg.data.video.fps
     s = cfg.data.segments
     out = np.zeros((n_clips, s, 2), dtype=np.int64)
@@ -89,9 +94,9 @@ def heldout_metrics(model, objective, oracle: Oracle, sigs: torch.Tensor, batch:
 
 
 def run(cfg, steps: int, seed: int, clip_scale: float = 0.5, noise: float = 0.5, heldout_clips: int = 512,
-        log_every: int = 0, event_scale: float = 1.0) -> dict:
+        log_every: int = 0, event_scale: float = 1.0, types_per_clip: int | None = None) -> dict:
     """Train cfg's transformer stack on oracle embeddings; returns held-out metrics and timings."""
-    from experiments.optim import build_optimizer, build_scheduler, decay_groups
+    from experiments.optim import build_optimizer, build_scheduler, decay_groups, optimizer_step
     from model.build import build_model
     from model.pretrain_objective import AVPretrainObjective
 
@@ -107,20 +112,15 @@ def run(cfg, steps: int, seed: int, clip_scale: float = 0.5, noise: float = 0.5,
     sched = build_scheduler(opt, pc.optim, steps)
     oracle = Oracle({"visual": model.visual_dim, "audio": model.audio_dim}, seed, clip_scale, noise, event_scale)
     b = pc.batch_size
-    train_sigs = torch.from_numpy(segment_signatures(steps * b, cfg, seed))
-    test_sigs = torch.from_numpy(segment_signatures(heldout_clips, cfg, seed + 10_000))
+    train_sigs = torch.from_numpy(segment_signatures(steps * b, cfg, seed, types_per_clip))
+    test_sigs = torch.from_numpy(segment_signatures(heldout_clips, cfg, seed + 10_000, types_per_clip))
     g = torch.Generator().manual_seed(seed + 1)
     t0 = time.time()
     model.train()
     for step in range(steps):
         ev, ea = oracle(train_sigs[step * b:(step + 1) * b], g)
         out = objective.from_embeddings(model, ev, ea, g)
-        opt.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        if pc.optim.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(module.parameters(), pc.optim.grad_clip)
-        opt.step()
-        sched.step()
+        optimizer_step(out["loss"], module, opt, sched, pc.optim.grad_clip)
         if log_every and (step + 1) % log_every == 0:
             print(f"step {step + 1}: loss {float(out['loss'].detach()):.3f} cpp_acc {float(out['cpp_acc']):.2f} "
                   f"mep_acc {float(out['mep_acc']):.2f}", flush=True)
@@ -141,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--noise", type=float, default=0.5, help="per-segment noise of the oracle embeddings")
     ap.add_argument("--event-scale", type=float, default=1.0,
                     help="per-event component shared by both modalities (0: none, the coupling-off control)")
+    ap.add_argument("--types-per-clip", type=int, default=None,
+                    help="distinct bound types per clip, each on S / k segments (default: the generator's, 8)")
     ap.add_argument("--heldout-clips", type=int, default=512)
     ap.add_argument("--log-every", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
@@ -148,11 +150,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config, args.overrides, profile=args.profile)
-    steps = args.steps or cfg.pretrain.epochs * cfg.pretrain.steps_per_epoch
+    steps = args.steps if args.steps is not None else cfg.pretrain.epochs * cfg.pretrain.steps_per_epoch
     if steps < 1 or args.heldout_clips < 1:
         ap.error("--steps and --heldout-clips must be >= 1")
+    if args.types_per_clip is not None and not 1 <= args.types_per_clip <= 8:
+        ap.error(f"--types-per-clip must be in 1..8, got {args.types_per_clip}")
     t0 = time.time()
-    res = run(cfg, steps, args.seed, args.clip_scale, args.noise, args.heldout_clips, args.log_every, args.event_scale)
+    res = run(cfg, steps, args.seed, args.clip_scale, args.noise, args.heldout_clips, args.log_every, args.event_scale,
+              args.types_per_clip)
     print(f"{cfg.model.fusion} fusion, {cfg.model.sharing} sharing, {cfg.pretrain.negatives.sampler} negatives, "
           f"lr {cfg.pretrain.optim.lr:g} x transformer_lr_scale {cfg.pretrain.optim.transformer_lr_scale:g}, "
           f"{steps} steps x {res['batch_size']} clips, {time.time() - t0:.1f} s")

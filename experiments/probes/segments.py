@@ -98,6 +98,16 @@ def ridge_r2(xtr, ytr, xte, yte, alpha: float = 10.0) -> list[float]:
     return [round(float(v), 3) for v in 1 - ((xte @ w - yte) ** 2).mean(0) / yte.var(0)]
 
 
+def type_share(x: torch.Tensor, types: torch.Tensor, classes: int = 8) -> float:
+    """[N,S,D] features, [N,S] types: between-type variance / total variance of the z-scored features.
+    The oracle's counterpart is 1 / (1 + noise^2 + clip_scale^2) (learnability check): how much of an
+    embedding the event type is, which a linear probe's accuracy does not say."""
+    x, t = x.flatten(0, 1), types.flatten()
+    x = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    means = torch.stack([x[t == k].mean(0) if (t == k).any() else torch.zeros(x.shape[1]) for k in range(classes)])
+    return float(means[t].var(0).sum() / x.var(0).sum())
+
+
 def clip_share(x: torch.Tensor) -> float:
     """[N,S,D]: between-clip variance / total variance."""
     return float(x.mean(1).var(0).sum() / x.flatten(0, 1).var(0).sum())
@@ -122,6 +132,7 @@ def score(train: dict, test: dict, truth_tr, truth_te) -> dict:
         row[f"{m}_type"] = round(type_accuracy(xtr, ttr.flatten(), xte, tte.flatten()), 3)
         for name, r2 in zip(LATENTS[m], ridge_r2(xtr, ltr[m].flatten(0, 1), xte, lte[m].flatten(0, 1))):
             row[f"{m}_{name}_r2"] = r2
+        row[f"{m}_type_share"] = round(type_share(test[m], tte), 3)
         row[f"{m}_clip_share"] = round(clip_share(test[m]), 3)
     return row
 
@@ -167,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", help="also write the rows as JSON here")
+    ap.add_argument("--check", metavar="JSON", help="compare the rows with a written result (e.g. results/tiny/"
+                    "segment_probe.json) within their tolerance; exit 1 if a value is outside")
     ap.add_argument("overrides", nargs="*", help="dotted config overrides")
     args = ap.parse_args(argv)
     if args.train_clips < 16 or args.supervised_steps < 0:
@@ -214,7 +227,46 @@ def main(argv: list[str] | None = None) -> int:
                                            "train_clips": len(train["index"]), "test_clips": len(test["index"]),
                                            "rows": rows})
     print(_table(rows))
+    if args.check:
+        want = json.loads(Path(args.check).read_text())
+        ctx = {"profile": args.profile, "seed": args.seed, "train_clips": len(train["index"]),
+               "test_clips": len(test["index"])}
+        bad_ctx = {k: (want.get(k), v) for k, v in ctx.items() if want.get(k) != v}
+        if bad_ctx:
+            raise SystemExit(f"{args.check} was made with other settings {bad_ctx} (theirs, ours): rerun with them")
+        problems, n = check_rows(rows, want["rows"], len(test["index"]) * s)
+        for line in problems:
+            print(line)
+        print(f"checked {n} values against {args.check}: " + (f"{len(problems)} outside their tolerance"
+                                                              if problems else "all within their tolerance"))
+        return 1 if problems else 0
     return 0
+
+
+def tolerance(key: str, value: float, segments: int) -> float:
+    """How far a rerun on another machine may land from a written value: 2 binomial standard errors over
+    the held-out segments for a type accuracy, 0.03 for an R^2 or a variance share (ours; both cover
+    the floating-point differences between machines, which move single decisions, not the estimate)."""
+    if key.endswith("_type"):
+        return 2 * (max(value * (1 - value), 1e-4) / segments) ** 0.5 + 0.001
+    return 0.03
+
+
+def check_rows(rows: list[dict], want: list[dict], segments: int) -> tuple[list[str], int]:
+    """(lines naming every value outside its tolerance, number of values compared), rows matched by
+    `features`; rows only one side has are skipped."""
+    theirs = {r["features"]: r for r in want}
+    problems, n = [], 0
+    for row in rows:
+        ref = theirs.get(row["features"])
+        for k, v in row.items() if ref is not None else ():
+            if k == "features" or k not in ref:
+                continue
+            n += 1
+            tol = tolerance(k, ref[k], segments)
+            if abs(v - ref[k]) > tol:
+                problems.append(f"{row['features']}: {k} = {v:.3f}, written {ref[k]:.3f} +- {tol:.3f}")
+    return problems, n
 
 
 def _count(folder: Path) -> int:

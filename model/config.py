@@ -100,7 +100,7 @@ class AVBertConfig:
     # transformer input projection and the MEP targets. "none" = released (CNN -> Linear -> LN). Why:
     # pooled post-ReLU features share a large common mean, so every token and every MEP target points
     # the same way; on frozen random tiny-CNN features CPP stays at log 2 raw and learns z-scored
-    # (README, "Why CPP does not learn here")
+    # (README, "Why CPP does not learn on real clips")
     embedding_norm: EmbeddingNorm = "none"
     zero_init_final_bn: bool = True  # released ZERO_INIT_FINAL_BN
 

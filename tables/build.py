@@ -38,9 +38,9 @@ def chance(metric: str, classes: int) -> float | None:
     return None if k is None or classes < 1 else min(100.0, 100.0 * k / classes)
 
 
-def _span(values: set[int], unit: str, plural: str | None = None) -> str:
+def _span(values: set[int], unit: str) -> str:
     lo, hi = min(values), max(values)
-    word = unit if hi == 1 else (plural or unit + "s")
+    word = unit if hi == 1 else unit + "s"
     return f"{lo:,} {word}" if lo == hi else f"{lo:,}-{hi:,} {word}"
 
 

@@ -85,3 +85,8 @@ def test_check_compares_within_tolerance():
     bad = [{"features": "random", "visual_type": 0.5 + tol * 1.1, "visual_clip_share": 0.65}]
     problems, n = segments.check_rows(bad, want, 2048)
     assert n == 2 and len(problems) == 2 and problems[0].startswith("random: visual_type =")
+
+
+def test_root_that_is_not_a_corpus_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match="not a synthetic corpus"):
+        segments.main(["--profile", "smoke", "--root", str(tmp_path)])

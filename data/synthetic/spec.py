@@ -64,7 +64,7 @@ class SyntheticSpec:
     # per-clip background colour range, per channel (both ends of the gradient). The background covers
     # most pixels, so its colour dominates globally pooled CNN features: on 4-types-per-clip renders a
     # narrow range (0.32, 0.38) takes the visual clip share of random-CNN segment embeddings from about
-    # 0.77 to 0.27 and their linear type accuracy to 0.72 (README, "Why CPP does not learn here")
+    # 0.77 to 0.27 and their linear type accuracy to 0.72 (README, "Why CPP does not learn on real clips")
     background: tuple[float, float] = (0.15, 0.55)
     # nuisances (multiplied by `nuisance`)
     nuisance: float = 0.5  # see the module docstring: why 0.5 is the default

@@ -100,7 +100,7 @@ def ridge_r2(xtr, ytr, xte, yte, alpha: float = 10.0) -> list[float]:
 
 def type_share(x: torch.Tensor, types: torch.Tensor, classes: int = 8) -> float:
     """[N,S,D] features, [N,S] types: between-type variance / total variance of the z-scored features.
-    The oracle's counterpart is 1 / (1 + noise^2 + clip_scale^2) (learnability check): how much of an
+    The oracle's is about 1 / (1 + event_scale^2 + noise^2 + clip_scale^2) (learnability check): how much of an
     embedding the event type is, which a linear probe's accuracy does not say."""
     x, t = x.flatten(0, 1), types.flatten()
     x = (x - x.mean(0)) / (x.std(0) + 1e-6)
@@ -172,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m experiments.probes.segments", description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=DEFAULT_CONFIG, help=f"run config (model sizes, data; default {DEFAULT_CONFIG})")
     ap.add_argument("--profile", default="tiny")
+    ap.add_argument("--root", help="a corpus written by python -m data.synthetic, used as it is (any spec; default: "
+                    "the config's data.root, generated on first use)")
     ap.add_argument("--checkpoint", action="append", default=[], help="a pretrained.pt to score (repeatable)")
     ap.add_argument("--supervised-steps", type=int, default=0, help="also train the CNNs on segment types for N steps")
     ap.add_argument("--train-clips", type=int, default=512, help="pretraining clips the probes fit on")
@@ -186,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--train-clips must be >= 16 and --supervised-steps >= 0")
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config, args.overrides, profile=args.profile)
-    root = paths.resolve(cfg.data.root)
-    if cfg.data.synthetic:
+    root = Path(args.root) if args.root else paths.resolve(cfg.data.root)
+    if cfg.data.synthetic and not args.root:
         from data.synthetic import ensure_synthetic
 
         ensure_synthetic(root, cfg.data, seed=0)  # as runs do: generated on first use

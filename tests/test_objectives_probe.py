@@ -51,6 +51,30 @@ def test_frozen_cnns_stay_at_their_initialisation(monkeypatch):
     assert any(not torch.equal(trained[k], init[k]) for k in init if init[k].is_floating_point())
 
 
+def test_init_checkpoint_is_loaded_as_in_a_run(tmp_path, monkeypatch):
+    """pretrain.init_checkpoint: the probe starts from the file's weights (a run's pretrained.pt, or CNNs
+    trained elsewhere), so --freeze-cnns keeps exactly those."""
+    from data.synthetic import ensure_synthetic
+    from experiments import paths
+    from experiments.config import load_config
+    from model.build import build_model
+
+    ck = tmp_path / "init.pt"
+    cfg = load_config(objectives.DEFAULT_CONFIG, [f"pretrain.init_checkpoint={ck}"], "smoke")
+    torch.manual_seed(123)
+    init = build_model(cfg.model).state_dict()
+    torch.save({"model": init}, ck)
+    root = paths.resolve(cfg.data.root)
+    ensure_synthetic(root, cfg.data, seed=0)
+    data = {k: objectives.decode_once(cfg, root / d, 16, 0) for k, d in (("train", "pretrain"), ("heldout", "pretrain_val"))}
+    seen = []
+    real = objectives.heldout
+    monkeypatch.setattr(objectives, "heldout", lambda m, *a, **k: (seen.append(m.model.visual_cnn.state_dict()),
+                                                                   real(m, *a, **k))[1])
+    objectives.train(cfg, data, steps=1, freeze=True, log_every=1, seed=0, log=lambda s: None)
+    assert all(torch.equal(v, init[f"visual_cnn.{k}"]) for k, v in seen[0].items())
+
+
 def test_bad_arguments_fail_before_decoding(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         objectives.main(["--profile", "smoke", "--root", str(tmp_path)])

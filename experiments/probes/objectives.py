@@ -2,15 +2,17 @@
 
 `python -m experiments.probes.objectives [--config C] [--root DIR] [--steps N] [--freeze-cnns] [key=value ...]`
 
-Why: a pretraining run (experiments/run.py) decodes every clip again in every epoch, about 1 s per
-step on 2 cores, and a run that ends at chance cannot say whether the CNNs, the renders or the
-transformer side is at fault. Here the pretraining and held-out clips are decoded once (the training
-loader's augmentation, drawn once per clip, not per epoch as in a run), then the run's own model,
-objective, optimiser, LR split, warm-up and schedule train on random batches of them (about 0.3 s per
-step at the tiny profile). Every `--log-every` steps it prints the training losses and the held-out
-CPP accuracy (chance 0.5) and MEP top-1 against the clip's other segments (chance 1/S), as the run's
-per-epoch held-out metrics; the last two lines are the final held-out values. `--freeze-cnns` keeps
-the CNNs at their initialisation (what the transformer side can learn from those embeddings).
+Why: a pretraining run (experiments/run.py) decodes every clip again in every epoch (0.46 s per tiny
+step on 2 cores here, 1 s on a slower machine), and a run that ends at chance cannot say whether the
+CNNs, the renders or the transformer side is at fault. Here the pretraining and held-out clips are
+decoded once (the training loader's augmentation, drawn once per clip, not per epoch as in a run),
+then the run's own model, objective, optimiser, LR split, warm-up and schedule train on random
+batches of them (0.25-0.3 s per tiny step), from `pretrain.init_checkpoint` when set, as in a run.
+Every `--log-every` steps it prints the training losses and the held-out CPP accuracy (chance 0.5)
+and MEP top-1 against the clip's other segments (chance 1/S), as the run's per-epoch held-out
+metrics; the last two lines are the final held-out values. `--freeze-cnns` keeps the CNNs at their
+initialisation (standard init, or the init checkpoint's): what the transformer side can learn from
+those embeddings.
 """
 from __future__ import annotations
 
@@ -58,9 +60,16 @@ def train(cfg, data: dict, steps: int, freeze: bool, log_every: int, seed: int, 
     from model.build import build_model
     from model.pretrain_objective import AVPretrainObjective
 
+    from experiments.stages import load_init_file
+    from model.config import standard_init
+
     pc = cfg.pretrain
     torch.manual_seed(seed)
-    model = build_model(cfg.model)
+    # as a run builds it: frozen CNNs get the standard init, pretrain.init_checkpoint's weights go on top
+    model = build_model(standard_init(cfg.model) if freeze else cfg.model)
+    init = load_init_file(pc.init_checkpoint)
+    if init is not None:
+        model.load_state_dict(init["model"])
     module = PretrainModule(model, AVPretrainObjective(model, pc.mep, pc.cpp, pc.negatives))
     groups = cnn_split_groups(module.named_parameters(), pc.optim, ("model.visual_cnn.", "model.audio_cnn."))
     opt = build_optimizer(groups, pc.optim, torch.device("cpu"))

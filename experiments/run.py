@@ -36,7 +36,14 @@ def result_hash(cfg: RunConfig) -> str:
 
 
 def run_dir(cfg: RunConfig) -> Path:
-    return paths.resolve(cfg.output_root) / cfg.rq / cfg.name
+    """output_root/rq/name, refused if it resolves outside output_root (the schema already allows only
+    plain folder names; this also covers a symlinked rq folder)."""
+    root = paths.resolve(cfg.output_root)
+    folder = root / cfg.rq / cfg.name
+    real = folder.resolve()
+    if not real.is_relative_to(root.resolve()) or real == root.resolve():
+        raise ValueError(f"run folder {real} (rq {cfg.rq!r}, name {cfg.name!r}) is not inside output_root {root}")
+    return folder
 
 
 def read_metrics(folder: Path) -> dict | None:

@@ -124,3 +124,27 @@ def test_every_run_config_loads_and_validates(profile):
         key = (cfg.rq, cfg.name)
         assert key not in seen, f"{path} and {seen[key]} write the same results folder"
         seen[key] = path
+
+
+@pytest.mark.parametrize("override", ["name=..", "name=.", "name=a/b", "rq=../../../../outside", "rq=", "name=a\\b"])
+def test_run_folder_names_cannot_leave_the_output_root(tmp_path, override):
+    """rq and name are one folder level each under output_root: '..', '/', '\\' and empty are refused at load,
+    naming the key (issue 13, item 3)."""
+    run = write(tmp_path, "r.yaml", "rq: rqx\n")
+    with pytest.raises((ConfigError, ValueError)) as e:
+        load_config(run, [override], profile="tiny")
+    assert f"{override.split('=')[0]} must be a non-empty folder name" in str(e.value)
+
+
+def test_run_dir_refuses_a_symlink_out_of_the_output_root(tmp_path):
+    from experiments.run import run_dir
+
+    root, outside = tmp_path / "results", tmp_path / "elsewhere"
+    (root).mkdir()
+    outside.mkdir()
+    (root / "rqx").symlink_to(outside)
+    cfg = load_config(write(tmp_path, "r.yaml", "rq: rqx\nname: part\n"), [f"output_root={root}"], profile="tiny")
+    with pytest.raises(ValueError, match="is not inside output_root"):
+        run_dir(cfg)
+    (root / "rqx").unlink()
+    assert run_dir(cfg) == root / "rqx" / "part"

@@ -167,5 +167,7 @@ class RunConfig:
             if e.init == "pretrained" and not (self.pretrain.enabled or self.pretrain.init_checkpoint):
                 raise ValueError(f"downstream '{e.name}' has init: pretrained but pretrain.enabled is false "
                                  "and no pretrain.init_checkpoint is given")
-        if not self.name or "/" in self.name:
-            raise ValueError(f"name must be a non-empty folder name, got {self.name!r}")
+        for key in ("rq", "name"):  # the run folder is output_root/rq/name: each must stay one folder level
+            v = getattr(self, key)
+            if not v or v in (".", "..") or "/" in v or "\\" in v:
+                raise ValueError(f"{key} must be a non-empty folder name (no '/', '\\', '.' or '..'), got {v!r}")

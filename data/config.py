@@ -8,11 +8,12 @@ Fields marked "ours" are choices where the paper and the released code are silen
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 
 @dataclass
 class VideoConfig:
+    RANGES: ClassVar[dict] = {"fps": (0, None, True), "frames_per_segment": (1, None), "crop": (1, None), "train_jitter_scales": (1, None), "test_size": (1, None), "mean": (0, 1), "std": (0, None, True), "store_short_side": (0, None)}  # checked at load (experiments.config.loader)
     fps: float = 16.0
     frames_per_segment: int = 32
     crop: int = 112  # train crop (released TRAIN_CROP_SIZE)
@@ -37,6 +38,7 @@ class VideoConfig:
 
 @dataclass
 class AudioConfig:
+    RANGES: ClassVar[dict] = {"sample_rate": (1, None), "mel_bins": (1, None), "mel_frames": (1, None), "freq_mask_rate": (0, 1), "time_mask_rate": (0, 1), "log_offset": (0, None, True)}  # checked at load (experiments.config.loader)
     sample_rate: int = 44100
     mel_bins: int = 80
     mel_frames: int = 128
@@ -51,6 +53,7 @@ class AudioConfig:
 
 @dataclass
 class DataConfig:
+    RANGES: ClassVar[dict] = {"segments": (1, None), "num_workers": (0, None), "shuffle_buffer": (1, None), "prefetch_factor": (1, None), "short_tolerance_s": (0, None), "seek_threshold_s": (0, None), "shuffle_initial": (0, None)}  # checked at load (experiments.config.loader)
     root: str = "data/cache/synthetic/paper"  # folder holding one sub-folder of shards per dataset
     video: VideoConfig = field(default_factory=VideoConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)

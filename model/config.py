@@ -6,7 +6,7 @@ builders; they never read YAML. `experiments/config` validates YAML into these s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 Fusion = Literal["early", "mid", "late"]
 Sharing = Literal["none", "cross_layer", "all", "part", "multi2"]
@@ -17,6 +17,7 @@ EmbeddingNorm = Literal["none", "batch"]
 class VisualCNNConfig:
     """3D ResNet (released code: single-pathway 3D ResNet-50) or SlowFast-R50 (the poster's name)."""
 
+    RANGES: ClassVar[dict] = {"stage_blocks": (1, None), "width": (1, None), "stem_kernel": (1, None), "stem_stride": (1, None), "temporal_kernels": (1, None), "slowfast_alpha": (1, None), "slowfast_beta_inv": (1, None), "slowfast_fusion_kernel": (1, None), "spatial_bins": (1, None)}  # checked at load (experiments.config.loader)
     arch: Literal["resnet3d", "slowfast"] = "resnet3d"
     stage_blocks: tuple[int, ...] = (3, 4, 6, 3)  # bottleneck blocks per stage (res2..res5)
     width: int = 64  # channels after the stem; pooled output = 32 * width (2048 at paper scale)
@@ -45,6 +46,7 @@ class VisualCNNConfig:
 class AudioCNNConfig:
     """2D ResNet on 1 x mel_bins x frames log-mel (released: ResNet-50, width 32, separable early)."""
 
+    RANGES: ClassVar[dict] = {"stage_blocks": (1, None), "width": (1, None), "stem_kernel": (1, None), "separable_stages": (0, 4), "freq_bins": (1, None)}  # checked at load (experiments.config.loader)
     stage_blocks: tuple[int, ...] = (3, 4, 6, 3)
     width: int = 32  # pooled output = 32 * width (1024 at paper scale)
     stem_kernel: int = 9  # separable k x 1 then 1 x k stem
@@ -64,6 +66,7 @@ class AudioCNNConfig:
 class TransformerConfig:
     """BERT-style post-LN encoder used for the visual, audio and multimodal roles."""
 
+    RANGES: ClassVar[dict] = {"hidden": (1, None), "heads": (1, None), "ffn": (1, None), "layers": (1, None), "dropout": (0, 1, False, True), "attn_dropout": (0, 1, False, True), "ln_eps": (0, None, True), "max_positions": (1, None), "rank": (1, None)}  # checked at load (experiments.config.loader)
     hidden: int = 768
     heads: int = 12
     ffn: int = 3072
@@ -85,6 +88,7 @@ class TransformerConfig:
 class AVBertConfig:
     """The whole audio-visual model: CNNs, projections, embeddings, transformers."""
 
+    RANGES: ClassVar[dict] = {"init_std": (0, None, True), "position_init_std": (0, None)}  # checked at load (experiments.config.loader)
     fusion: Fusion = "mid"
     sharing: Sharing = "part"  # multi2 = no sharing with 2 layers per transformer (poster row)
     visual_cnn: VisualCNNConfig = field(default_factory=VisualCNNConfig)

@@ -148,3 +148,69 @@ def test_run_dir_refuses_a_symlink_out_of_the_output_root(tmp_path):
         run_dir(cfg)
     (root / "rqx").unlink()
     assert run_dir(cfg) == root / "rqx" / "part"
+
+
+def _numeric_fields():
+    """(dataclass, field name, annotation) of every int / float field (or tuple of them) reachable from
+    RunConfig."""
+    import dataclasses
+    import typing
+
+    from experiments.config.schema import RunConfig
+
+    seen, out, todo = set(), [], [RunConfig]
+    while todo:
+        cls = todo.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            tp = hints[f.name]
+            args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+            inner = [tp] + args + [b for a in args for b in typing.get_args(a)]
+            todo += [a for a in inner if dataclasses.is_dataclass(a)]
+            if tp in (int, float) or (typing.get_origin(tp) is tuple and args and all(a in (int, float) for a in args)):
+                out.append((cls, f.name, tp))
+    return out
+
+
+PREFIX = {"RunConfig": "", "PretrainConfig": "pretrain.", "OptimConfig": "pretrain.optim.", "MEPConfig": "pretrain.mep.",
+          "CPPConfig": "pretrain.cpp.", "NegativesConfig": "pretrain.negatives.", "RuntimeConfig": "runtime.",
+          "DataConfig": "data.", "VideoConfig": "data.video.", "AudioConfig": "data.audio.", "AVBertConfig": "model.",
+          "TransformerConfig": "model.transformer.", "VisualCNNConfig": "model.visual_cnn.",
+          "AudioCNNConfig": "model.audio_cnn."}
+
+
+def test_every_numeric_field_has_a_range_and_out_of_range_values_fail_at_load(tmp_path):
+    """Issue 13, item 2: each int / float field of the schema declares its range, and a value outside
+    it fails at load naming the file, the key, the value and the range (downstream entries included)."""
+    import typing
+
+    from experiments.config.loader import range_text
+
+    fields = _numeric_fields()
+    assert len(fields) > 60
+    missing = [f"{c.__name__}.{n}" for c, n, _ in fields if n not in getattr(c, "RANGES", {})]
+    assert not missing, f"numeric fields without a declared range: {missing}"
+    run = write(tmp_path, "r.yaml", "rq: rqx\ndownstream: [{name: av, task: ks_like}]\n")
+    for cls, name, tp in fields:
+        lo, hi, lo_open, _ = (*cls.RANGES[name], False, False)[:4]
+        is_int = tp is int or all(a is int for a in typing.get_args(tp) if a is not Ellipsis)
+        bad = (hi + 1) if hi is not None else (lo - 1 if not lo_open else lo)
+        bad = int(bad) if is_int else float(bad)
+        value = [bad] * len(typing.get_args(tp)) if typing.get_origin(tp) is tuple and Ellipsis not in typing.get_args(tp) \
+            else ([bad] if typing.get_origin(tp) is tuple else bad)
+        if cls.__name__ == "EvalConfig":
+            text = f"rq: rqx\ndownstream: [{{name: av, task: ks_like, {name}: {value}}}]\n"
+            key = f"downstream[0].{name}"
+            run = write(tmp_path, "r.yaml", text)
+            overrides = []
+        else:
+            key = PREFIX[cls.__name__] + name
+            overrides = [f"{key}={value}"]
+            run = write(tmp_path, "r.yaml", "rq: rqx\n")
+        with pytest.raises(ConfigError) as e:
+            load_config(run, overrides, profile="tiny")
+        msg = str(e.value)
+        assert f"'{key}'" in msg and f"must be {range_text(cls.RANGES[name])}" in msg and str(run) in msg, msg

@@ -204,6 +204,25 @@ def _convert(value: Any, tp: Any, where: str, source: str) -> Any:
     raise TypeError(f"unsupported annotation {tp!r} for {where}")
 
 
+def range_text(rng: tuple) -> str:
+    """(lo, hi[, lo_open[, hi_open]]) -> '> 0', '>= 1', 'in [0, 1]', 'in [0, 1)' ..."""
+    lo, hi, lo_open, hi_open = (*rng, False, False)[:4]
+    if hi is None:
+        return f"{'>' if lo_open else '>='} {lo}"
+    return f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+
+
+def check_range(value: Any, rng: tuple, where: str, source: str) -> None:
+    """A number (or each number of a list / tuple) inside the field's declared RANGES entry."""
+    lo, hi, lo_open, hi_open = (*rng, False, False)[:4]
+    for v in value if isinstance(value, (list, tuple)) else (value,):
+        if v is None:
+            continue
+        bad = (v <= lo if lo_open else v < lo) or (hi is not None and (v >= hi if hi_open else v > hi))
+        if bad:
+            raise ConfigError(f"{source}: key '{where}': must be {range_text(rng)}, got {value!r}")
+
+
 def build_dataclass(cls: type, data: dict, *, source: str = "<config>", prefix: str = "") -> Any:
     """Build `cls` from a nested dict: unknown keys and wrong types raise ConfigError naming the key."""
     if not isinstance(data, dict):
@@ -219,9 +238,12 @@ def build_dataclass(cls: type, data: dict, *, source: str = "<config>", prefix: 
             + f"; valid keys{' under ' + repr(prefix) if prefix else ''}: {', '.join(sorted(fields))}"
         )
     kwargs = {}
+    ranges = getattr(cls, "RANGES", {})
     for name, value in data.items():
         where = f"{prefix}.{name}" if prefix else name
         kwargs[name] = _convert(value, hints[name], where, source)
+        if name in ranges:
+            check_range(kwargs[name], ranges[name], where, source)
     try:
         obj = cls(**kwargs)
     except ConfigError:

@@ -5,7 +5,7 @@ silent; each is documented in the README's fidelity table.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from data.config import DataConfig
 from model.config import AVBertConfig
@@ -16,6 +16,7 @@ Modality = Literal["visual", "audio"]
 
 @dataclass
 class OptimConfig:
+    RANGES: ClassVar[dict] = {"lr": (0, None, True), "weight_decay": (0, None), "betas": (0, 1, False, True), "eps": (0, None, True), "warmup_steps": (0, None), "grad_clip": (0, None), "accum_steps": (1, None), "transformer_lr_scale": (0, None, True)}  # checked at load (experiments.config.loader)
     lr: float = 1e-4  # ours (pretraining LR not published)
     weight_decay: float = 0.01  # ours
     betas: tuple[float, float] = (0.9, 0.999)
@@ -39,6 +40,7 @@ class NegativesConfig:
     """MEP negatives (the RQ4 ablation). CANS details are ours: softmax(+-cos/temperature) over the
     batch's segments, excluding the positive and near-duplicates with cos > sim_cap."""
 
+    RANGES: ClassVar[dict] = {"num": (1, None), "temperature": (0, None, True), "sim_cap": (0, 1)}  # checked at load (experiments.config.loader)
     sampler: Literal["current_sequence", "current_minibatch", "cans_similar", "cans_dissimilar"] = "cans_similar"
     num: int = 16
     temperature: float = 0.1
@@ -47,6 +49,7 @@ class NegativesConfig:
 
 @dataclass
 class MEPConfig:
+    RANGES: ClassVar[dict] = {"mask_ratio": (0, 1), "temperature": (0, None, True), "weight": (0, None)}  # checked at load (experiments.config.loader)
     mask_ratio: float = 0.15
     streams: list[Stream] = field(default_factory=lambda: ["visual", "audio", "multi"])
     temperature: float = 0.1  # InfoNCE tau (ours)
@@ -57,12 +60,14 @@ class MEPConfig:
 
 @dataclass
 class CPPConfig:
+    RANGES: ClassVar[dict] = {"fraction": (0, 1), "weight": (0, None)}  # checked at load (experiments.config.loader)
     fraction: float = 0.5  # share of clips whose audio is swapped with another clip's
     weight: float = 1.0
 
 
 @dataclass
 class PretrainConfig:
+    RANGES: ClassVar[dict] = {"epochs": (1, None), "steps_per_epoch": (1, None), "batch_size": (1, None), "checkpoint_every": (1, None)}  # checked at load (experiments.config.loader)
     enabled: bool = True
     dataset: str = "pretrain"  # sub-folder of data.root with the pretraining shards
     # ours: sub-folder of held-out pretraining clips; when set, CPP accuracy and MEP top-1 against the
@@ -87,6 +92,7 @@ class EvalConfig:
     """One downstream evaluation. `model` picks the paper's row: v_cnn/a_cnn/m_cnn (CNN features only),
     v_bert/a_bert (one modality through its transformer), m_bert (the whole model)."""
 
+    RANGES: ClassVar[dict] = {"segments": (1, None), "temporal_views": (1, None), "spatial_crops": (1, None), "epochs": (1, None), "batch_size": (1, None), "lr": (0, None, True), "finetune_lr": (0, None, True), "weight_decay": (0, None), "dropout": (0, 1, False, True), "split": (1, None), "train_per_class": (0, None)}  # checked at load (experiments.config.loader)
     name: str = "ks"
     task: str = "ks_like"  # sub-folder of data.root with train/val/test shards
     # test (ours): no training, score the test split with pretrain.init_checkpoint's weights and heads
@@ -128,6 +134,7 @@ class EvalConfig:
 
 @dataclass
 class RuntimeConfig:
+    RANGES: ClassVar[dict] = {"num_threads": (0, None), "log_every": (1, None)}  # checked at load (experiments.config.loader)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True  # bf16 autocast on GPU (ignored on CPU)
     compile: bool = False
@@ -143,6 +150,7 @@ class RunConfig:
     """`profiles` lists the profiles this run exists in (the launcher skips it elsewhere, e.g. the
     AudioSet transfer run exists only at paper scale)."""
 
+    RANGES: ClassVar[dict] = {"seed": (0, None)}  # checked at load (experiments.config.loader)
     name: str = "run"
     rq: str = "adhoc"
     profile: Literal["tiny", "paper", "smoke"] = "paper"

@@ -257,6 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
 
     man = load_manifest(a.dataset, a.manifest, a.split, a.classes)
+    odd = Counter(it.split for it in man.items if it.split not in SPLITS)
+    if odd:  # rows of another split would be dropped without a word: refuse before any work
+        first = next(it for it in man.items if it.split not in SPLITS)
+        p.error(f"{', '.join(map(str, a.manifest))}: {sum(odd.values())} rows have a split that is not "
+                f"{' / '.join(SPLITS)} ({dict(odd)}; e.g. {first.id!r}); fix their split column or the file name")
     man.items = manifests.carve_val(man.items, a.val_fraction, a.seed)
     out = task_dir(Path(a.out), a.dataset, a.split)
     clip_seconds = a.clip_seconds

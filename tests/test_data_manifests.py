@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from data import manifests
 from data.prepare import main as prepare_main, window
 from data.shards import read_classes, read_manifest
@@ -301,3 +303,15 @@ def test_prepare_cuts_enough_shards_for_the_loader_slots(tmp_path):
     assert len(read_manifest(task / "train")["shards"]) == 4
     assert prepare_main([*args, "--shards", "2", "--overwrite"]) == 0
     assert list(read_manifest(task / "train")["shards"].values()) == [2, 2]
+
+
+def test_prepare_refuses_rows_of_an_unknown_split(tmp_path, capsys):
+    """A manifest row whose split is not train / val / test would be dropped silently: the preparer
+    refuses the manifest before any work, naming the split values and a row (issue 13, item 6)."""
+    csv = tmp_path / "train.csv"
+    csv.write_text("label,youtube_id,time_start,time_end,split\na,aaa,1,3,train\nb,bbb,1,3,holdout\n")
+    with pytest.raises(SystemExit) as e:
+        prepare_main(["kinetics700", "--videos", str(tmp_path), "--manifest", str(csv), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "1 rows have a split that is not train / val / test" in err and "'holdout': 1" in err
+    assert not (tmp_path / "out").exists()

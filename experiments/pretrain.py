@@ -92,7 +92,7 @@ def pretrain(cfg: RunConfig, model: torch.nn.Module, data_root: Path, folder: Pa
         model.visual_cnn.to(memory_format=torch.channels_last_3d)
     groups = cnn_split_groups(module.named_parameters(), pc.optim, ("model.visual_cnn.", "model.audio_cnn."))
     opt = build_optimizer(groups, pc.optim, device)
-    total_steps = pc.epochs * pc.steps_per_epoch
+    total_steps = pc.total_steps
     sched = build_scheduler(opt, pc.optim, total_steps)
 
     pos = {"step": 0, "epoch": 0, "micro": 0, "wall_s": 0.0, "last": {}}

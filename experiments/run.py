@@ -40,8 +40,8 @@ def run_dir(cfg: RunConfig) -> Path:
     plain folder names; this also covers a symlinked rq folder)."""
     root = paths.resolve(cfg.output_root)
     folder = root / cfg.rq / cfg.name
-    real = folder.resolve()
-    if not real.is_relative_to(root.resolve()) or real == root.resolve():
+    real, base = folder.resolve(), root.resolve()
+    if real == base or not real.is_relative_to(base):
         raise ValueError(f"run folder {real} (rq {cfg.rq!r}, name {cfg.name!r}) is not inside output_root {root}")
     return folder
 

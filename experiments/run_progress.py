@@ -55,7 +55,7 @@ def progress(folder: Path, cfg) -> str | None:
                  and isinstance(r.get("time"), (int, float))]
         if not steps:
             return "pretraining: starting"
-        total = cfg.pretrain.epochs * cfg.pretrain.steps_per_epoch
+        total = cfg.pretrain.total_steps
         cur = steps[-1]
         text = f"pretraining step {cur['step']}/{total}"
         if isinstance(cur.get("loss"), (int, float)):

@@ -40,20 +40,14 @@ def main(argv: list[str] | None = None) -> int:
         spec = dataclasses.replace(spec, pretrain_clips=args.pretrain_clips)
     if args.split_clips is not None:
         spec = dataclasses.replace(spec, splits=dict(zip(("train", "val", "test"), args.split_clips)))
-    if args.types_per_clip is not None:
-        if not 1 <= args.types_per_clip <= 8:
-            p.error(f"--types-per-clip must be in 1..8, got {args.types_per_clip}")
-        spec = dataclasses.replace(spec, types_per_clip=args.types_per_clip)
-    if args.background is not None:
-        lo, hi = args.background
-        if not 0.0 <= lo <= hi <= 1.0:
-            p.error(f"--background needs 0 <= LO <= HI <= 1, got {lo} {hi}")
-        spec = dataclasses.replace(spec, background=tuple(args.background))
-    if args.event_size is not None:
-        lo, hi = args.event_size
-        if not 0.0 < lo <= hi <= 0.3:  # the object and its motion must stay inside the frame
-            p.error(f"--event-size needs 0 < LO <= HI <= 0.3, got {lo} {hi}")
-        spec = dataclasses.replace(spec, event_size=tuple(args.event_size))
+    for flag, key in (("--types-per-clip", "types_per_clip"), ("--background", "background"),
+                      ("--event-size", "event_size")):
+        value = getattr(args, key)
+        if value is not None:  # the spec checks its own bounds
+            try:
+                spec = dataclasses.replace(spec, **{key: tuple(value) if isinstance(value, list) else value})
+            except ValueError as e:
+                p.error(f"{flag}: {e}")
     if args.nuisance is not None:
         spec = dataclasses.replace(spec, nuisance=args.nuisance)
     t0 = time.time()

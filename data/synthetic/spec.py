@@ -74,6 +74,17 @@ class SyntheticSpec:
     noise_level: tuple[float, float] = (0.02, 0.08)  # background noise std range (tone peak ~0.3)
     hum_level: tuple[float, float] = (0.0, 0.06)  # steady distractor tone amplitude range
 
+    def __post_init__(self) -> None:
+        """The knobs the CLIs expose (python -m data.synthetic, the learnability check) stay renderable."""
+        if not 1 <= self.types_per_clip <= 8:  # of the 8 bound event types
+            raise ValueError(f"types_per_clip must be in 1..8, got {self.types_per_clip}")
+        lo, hi = self.background
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError(f"background needs 0 <= LO <= HI <= 1, got {lo} {hi}")
+        lo, hi = self.event_size
+        if not 0.0 < lo <= hi <= 0.3:  # the object and its motion must stay inside the frame
+            raise ValueError(f"event_size needs 0 < LO <= HI <= 0.3, got {lo} {hi}")
+
     def to_json(self) -> dict:
         d = asdict(self)
         d["tasks"] = list(self.tasks)

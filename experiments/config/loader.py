@@ -204,9 +204,14 @@ def _convert(value: Any, tp: Any, where: str, source: str) -> Any:
     raise TypeError(f"unsupported annotation {tp!r} for {where}")
 
 
+def _bounds(rng: tuple) -> tuple:
+    """A RANGES entry (lo, hi[, lo_open[, hi_open]]) with the open flags filled in (closed by default)."""
+    return (*rng, False, False)[:4]
+
+
 def range_text(rng: tuple) -> str:
     """(lo, hi[, lo_open[, hi_open]]) -> '> 0', '>= 1', 'in [0, 1]', 'in [0, 1)' ..."""
-    lo, hi, lo_open, hi_open = (*rng, False, False)[:4]
+    lo, hi, lo_open, hi_open = _bounds(rng)
     if hi is None:
         return f"{'>' if lo_open else '>='} {lo}"
     return f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
@@ -214,7 +219,7 @@ def range_text(rng: tuple) -> str:
 
 def check_range(value: Any, rng: tuple, where: str, source: str) -> None:
     """A number (or each number of a list / tuple) inside the field's declared RANGES entry."""
-    lo, hi, lo_open, hi_open = (*rng, False, False)[:4]
+    lo, hi, lo_open, hi_open = _bounds(rng)
     for v in value if isinstance(value, (list, tuple)) else (value,):
         if v is None:
             continue

@@ -86,6 +86,11 @@ class PretrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     checkpoint_every: int = 200  # steps between `last.pt` writes (also written on SIGTERM/SIGUSR1)
 
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps of the whole pretraining (every epoch is exactly steps_per_epoch)."""
+        return self.epochs * self.steps_per_epoch
+
 
 @dataclass
 class EvalConfig:

@@ -150,11 +150,18 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config, args.overrides, profile=args.profile)
-    steps = args.steps if args.steps is not None else cfg.pretrain.epochs * cfg.pretrain.steps_per_epoch
+    steps = args.steps if args.steps is not None else cfg.pretrain.total_steps
     if steps < 1 or args.heldout_clips < 1:
         ap.error("--steps and --heldout-clips must be >= 1")
-    if args.types_per_clip is not None and not 1 <= args.types_per_clip <= 8:
-        ap.error(f"--types-per-clip must be in 1..8, got {args.types_per_clip}")
+    if args.types_per_clip is not None:  # the generator's spec checks its own bounds
+        import dataclasses
+
+        from data.synthetic.spec import preset
+
+        try:
+            dataclasses.replace(preset("tiny"), types_per_clip=args.types_per_clip)
+        except ValueError as e:
+            ap.error(f"--types-per-clip: {e}")
     t0 = time.time()
     res = run(cfg, steps, args.seed, args.clip_scale, args.noise, args.heldout_clips, args.log_every, args.event_scale,
               args.types_per_clip)

@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. pretrain.cpp.weight=2")
     args = ap.parse_args(argv)
     cfg = load_config(args.config, args.overrides, profile=args.profile)
-    steps = args.steps if args.steps is not None else cfg.pretrain.epochs * cfg.pretrain.steps_per_epoch
+    steps = args.steps if args.steps is not None else cfg.pretrain.total_steps
     if steps < 1 or args.clips < 16 or args.heldout_clips < 16 or args.log_every < 1:
         ap.error("--steps and --log-every must be >= 1, --clips and --heldout-clips >= 16")
     if not cfg.pretrain.heldout_dataset:

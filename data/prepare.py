@@ -161,6 +161,13 @@ def shard_maxcount(inputs: int, shards: int, maxcount: int) -> int:
     return max(1, min(maxcount, inputs // shards))
 
 
+def _why(reason: str, err: Exception) -> str:
+    """'<reason> (<error type>: <message>)', one line, bounded: the first word keys the summary's counts,
+    the rest (kept in sizes.json's skipped list) says what was wrong with the file."""
+    detail = " ".join(str(err).split())[:200]
+    return f"{reason} ({type(err).__name__}{': ' + detail if detail else ''})"
+
+
 def run_job(job: Job) -> tuple[int, str, bytes | None, dict[str, Any] | str]:
     """Worker: (index, id, mp4 or None, json fields or the skip reason)."""
     it = job.item
@@ -170,9 +177,9 @@ def run_job(job: Job) -> tuple[int, str, bytes | None, dict[str, Any] | str]:
     try:
         data, fields = transcode(job.path, s, e, job.target)
     except ClipError as err:
-        return job.index, it.id, None, err.reason
+        return job.index, it.id, None, _why(err.reason, err)
     except Exception as err:  # noqa: BLE001 - one bad input never stops a preparation run
-        return job.index, it.id, None, f"corrupt ({type(err).__name__})"
+        return job.index, it.id, None, _why("corrupt", err)
     meta = {"id": it.id, "source": job.source, "file": os.path.basename(job.path), **fields, **it.extra}
     if s is not None:
         meta.update(start=s, end=s + fields["duration"])

@@ -45,9 +45,23 @@ def plan_slot(counts: dict[str, int], seed: int, epoch: int, slot: int, n_slots:
     return SlotPlan(order, n_slots, slot, len(range(slot, total, n_slots)))
 
 
-def _read_shards(folder: Path, names: list[str], handler: Callable[[Exception], bool]) -> Iterator[dict[str, Any]]:
-    urls = [{"url": str(folder / n)} for n in names]
-    yield from wds.tarfile_to_samples(handler=handler)(iter(urls))
+def _read_shards(folder: Path, names: list[str], handler: Callable[[Exception], bool],
+                 count_errors: bool = True) -> Iterator[dict[str, Any]]:
+    """Samples of the shards in order. A read error (a truncated or unreadable shard) reaches
+    `handler` once per shard and pass: webdataset reports one truncation twice (the tar reader, then
+    the expander re-raising it with the url), and with `count_errors` False (slots that share the
+    shard with a counting slot) not at all. The sample cut short is still yielded, and counted once,
+    by the one slot it belongs to, when it fails to decode."""
+    for name in names:
+        seen: list[Exception] = []
+
+        def once(exn: Exception, seen=seen) -> bool:
+            if not seen and count_errors:
+                handler(exn)
+            seen.append(exn)
+            return True
+
+        yield from wds.tarfile_to_samples(handler=once)(iter([{"url": str(folder / name)}]))
 
 
 def slot_stream(folder: Path, plan: SlotPlan, seed: int, epoch: int, slot: int, repeat: bool,
@@ -57,7 +71,8 @@ def slot_stream(folder: Path, plan: SlotPlan, seed: int, epoch: int, slot: int, 
     names = list(plan.shards)
     while True:
         i = 0
-        for sample in _read_shards(folder, names, handler):
+        # splitting by sample (modulo > 1): every slot reads every shard, the first one counts its errors
+        for sample in _read_shards(folder, names, handler, count_errors=plan.modulo == 1 or plan.remainder == 0):
             if i % plan.modulo == plan.remainder:
                 yield sample
             i += 1

@@ -35,6 +35,14 @@ def load(run_dir: Path, name: str = LAST, map_location: str | torch.device = "cp
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
+def last_stage(run_dir: Path) -> str | None:
+    """The stage `last.pt` belongs to (None without one), read memory-mapped: no full load."""
+    path = checkpoint_dir(run_dir) / LAST
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("stage")
+
+
 def load_for(run_dir: Path, stage: str, cfg_hash: str, map_location="cpu") -> dict | None:
     """`last.pt` if it belongs to this stage of this exact config; else None (start the stage fresh).
 
@@ -47,6 +55,19 @@ def load_for(run_dir: Path, stage: str, cfg_hash: str, map_location="cpu") -> di
         raise RuntimeError(f"{checkpoint_dir(run_dir) / LAST} was written by a different config "
                            f"({state.get('config_hash')} != {cfg_hash}); move it away or use a new run name")
     return state
+
+
+def remove_stale_temps(run_dir: Path) -> list[Path]:
+    """Delete the temp files (`.<name>.*.tmp`) that a kill during an atomic write left in the run folder
+    and its checkpoints/. Safe because the run folder is locked (experiments.run_lock): no other
+    process of this run can be writing them."""
+    removed = []
+    for d in (Path(run_dir), checkpoint_dir(run_dir)):
+        for tmp in d.glob(".*.tmp"):
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+    return removed
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -8,8 +8,9 @@ the test set). Test scores average the probabilities over temporal views x spati
   train split (one centred view per clip, ours: no augmentation) and of val/test (all views); only
   the head trains on the cache, which makes linear evaluation cheap enough for CPU.
 * finetune: backbone (finetune_lr) and heads (lr) train together with the released two-LR
-  parameter groups; `last.pt` is written every epoch and on a stop request, so a preempted
-  fine-tuning resumes where it stopped.
+  parameter groups; `last.pt` is written every epoch, on a stop request and from submitit's
+  checkpoint() between batches (experiments.resumable), so a preempted fine-tuning resumes where it
+  stopped.
 * test (ours): no training; backbone and heads come from `pretrain.init_checkpoint` (a converted
   released Kinetics-Sounds checkpoint) and the test split is scored once with every view.
 """
@@ -26,6 +27,7 @@ from tqdm import tqdm
 from experiments import checkpoint, preemption, runtime
 from experiments.config import EvalConfig, RunConfig
 from experiments.optim import build_scheduler
+from experiments.resumable import ResumableLoop
 from model.heads import DownstreamModel, downstream_loss, head_scores, param_groups
 from model.metrics import mean_average_precision, topk_accuracy
 
@@ -226,63 +228,51 @@ def finetune(cfg, ev, dm, task_dir, folder, cfg_hash, device, log) -> dict:
     n_train, steps_per_epoch = probe.num_samples, len(probe)
     opt = torch.optim.AdamW(param_groups(dm, ev.finetune_lr, ev.lr, ev.weight_decay))
     sched = build_scheduler(opt, _cosine(), ev.epochs * steps_per_epoch)
-    pos = {"epoch": 0, "batch": 0, "best": -1.0, "best_epoch": -1, "wall_s": 0.0, "loss": None}
     best_path = f"{ev.name}.best.pt"
-    state = checkpoint.load_for(folder, stage, cfg_hash, map_location=device)
-    if state is not None:
-        dm.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        runtime.set_rng_state(state["rng"])
-        pos = dict(state["position"])
-        log.write(stage=stage, event="resumed", **pos)
-
-    def save(rng: dict | None = None) -> None:
-        checkpoint.save(folder, {"stage": stage, "config_hash": cfg_hash, "model": dm.state_dict(),
-                                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                 "rng": rng or runtime.rng_state(), "position": dict(pos)})
-
+    loop = ResumableLoop(folder, stage, cfg_hash, {"model": dm, "optimizer": opt, "scheduler": sched},
+                         {"epoch": 0, "batch": 0, "best": -1.0, "best_epoch": -1, "wall_s": 0.0, "loss": None},
+                         log=log)
+    if loop.resume(map_location=device):
+        log.write(stage=stage, event="resumed", **loop.position)
+    pos = loop.position
     t0 = time.time() - pos["wall_s"]
-    while pos["epoch"] < ev.epochs:
-        dm.train()
-        loader = _loader(cfg, ev, task_dir, "train", True, False, epoch=pos["epoch"], skip_batches=pos["batch"], device=device)
-        batches = runtime.rng_neutral(loader)  # no RNG draw at the (resumed) epoch start
-        loss = None
-        for batch in tqdm(batches, total=len(loader), desc=f"{ev.name} epoch {pos['epoch']}", unit="batch",
-                          leave=False, dynamic_ncols=True):
-            video, audio, _ = _inputs(batch, device, False)
-            with runtime.autocast(device, amp):
-                logits = dm.head_logits(dm.features(video, audio))  # per head: one loss each (released)
-                loss = downstream_loss(logits, _target(batch, ev.multilabel).to(device), ev.loss)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            pos["batch"] += 1
-            if preemption.stop_requested():
-                pos["wall_s"], pos["loss"] = time.time() - t0, round(loss.item(), 5)
-                save()
-                raise preemption.Preempted(f"stop requested in {stage}, epoch {pos['epoch']}")
-        if loss is not None:  # None: a resumed epoch whose batches were all trained before the stop
-            pos["loss"] = round(loss.item(), 5)  # the epoch's last batch loss, logged with its val metrics
-        rng_before_val = runtime.rng_state()
-        try:
-            val, _ = evaluate_views(dm, _loader(cfg, ev, task_dir, "val", False, True, device=device), device, amp,
-                                    ev.multilabel, f"{ev.name}: val")
-        except preemption.Preempted:
-            # keep this epoch's training: the resumed run skips all its batches and validates again,
-            # from the RNG state the uninterrupted run validated with
-            pos["wall_s"] = time.time() - t0
-            save(rng_before_val)
-            raise
-        if _selection_value(val) > pos["best"]:
-            pos["best"], pos["best_epoch"] = _selection_value(val), pos["epoch"]
-            checkpoint.save(folder, {"model": dm.state_dict(), "epoch": pos["epoch"]}, best_path)
-        log.write(stage=stage, epoch=pos["epoch"], loss=pos["loss"], **{f"val_{k}": v for k, v in val.items()})
-        pos["epoch"] += 1
-        pos["batch"] = 0
-        pos["wall_s"] = time.time() - t0
-        save()
+    with loop:
+        while pos["epoch"] < ev.epochs:
+            dm.train()
+            loader = _loader(cfg, ev, task_dir, "train", True, False, epoch=pos["epoch"], skip_batches=pos["batch"],
+                             device=device)
+            for batch in tqdm(loop.batches(loader), total=len(loader), desc=f"{ev.name} epoch {pos['epoch']}",
+                              unit="batch", leave=False, dynamic_ncols=True):
+                with loop.step():
+                    video, audio, _ = _inputs(batch, device, False)
+                    with runtime.autocast(device, amp):
+                        logits = dm.head_logits(dm.features(video, audio))  # per head: one loss each (released)
+                        loss = downstream_loss(logits, _target(batch, ev.multilabel).to(device), ev.loss)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+                    pos["batch"] += 1
+                    pos["wall_s"] = time.time() - t0
+                    pos["loss"] = loss.detach()  # the epoch's last batch loss is logged with its val metrics
+                loop.stop_if_requested(f"epoch {pos['epoch']}, batch {pos['batch']}")
+            # validation runs between steps (eval mode changes no state): a stop in it saves this epoch's
+            # training, and the resumed run validates again from the boundary's RNG state
+            try:
+                val, _ = evaluate_views(dm, _loader(cfg, ev, task_dir, "val", False, True, device=device), device,
+                                        amp, ev.multilabel, f"{ev.name}: val")
+            except preemption.Preempted:
+                loop.save()
+                raise
+            with loop.step():  # epoch end: model selection, next epoch
+                if _selection_value(val) > pos["best"]:
+                    pos["best"], pos["best_epoch"] = _selection_value(val), pos["epoch"]
+                    checkpoint.save(folder, {"model": dm.state_dict(), "epoch": pos["epoch"]}, best_path)
+                log.write(stage=stage, epoch=pos["epoch"], loss=None if pos["loss"] is None else round(float(pos["loss"]), 5), **{f"val_{k}": v for k, v in val.items()})
+                pos["epoch"] += 1
+                pos["batch"] = 0
+                pos["wall_s"] = time.time() - t0
+            loop.save()
     dm.load_state_dict(checkpoint.load(folder, best_path, map_location=device)["model"])
     test, n_test = evaluate_views(dm, _loader(cfg, ev, task_dir, "test", False, True, device=device), device, amp,
                                   ev.multilabel, f"{ev.name}: test")

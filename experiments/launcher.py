@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from experiments import paths
+from experiments import paths, run_lock
 from experiments.cluster_profile import ClusterProfile, load_cluster_profile
 from experiments.config import PROFILES, ConfigError
 from experiments.launch_jobs import Outcome, active_job, run_debug, submit_local, submit_slurm, wait
@@ -241,6 +241,11 @@ def launch(rq_dir: Path | str, argv: list[str] | None = None, *, out: TextIO | N
     rq_dir = Path(rq_dir).resolve()
     args = build_parser(rq_dir.name).parse_intermixed_args(argv)
     summary = Summary(rq=rq_dir.name, profile=args.profile, cluster=args.cluster, dry_run=args.dry_run)
+    if any(o.partition("=")[0].strip() == "profile" for o in args.overrides):
+        summary.errors.append("profile is chosen with --profile (it also picks slurm/<profile>.yaml's resources), "
+                              "not as an override profile=...")
+        print_summary(summary, out)
+        return summary
     only = [n.strip() for n in (args.only or "").split(",") if n.strip()]
     try:
         files = select(discover(args.configs_dir or rq_dir / "configs"), only)
@@ -263,6 +268,8 @@ def launch(rq_dir: Path | str, argv: list[str] | None = None, *, out: TextIO | N
     for p in plans:  # a run whose SLURM job is still queued/running is not submitted twice
         if p.submit and (job_id := active_job(p)):
             p.state, p.note = QUEUED, f"job {job_id} is still queued/running"
+        elif p.submit and (who := run_lock.holder(p.run_dir)):  # a run.py or another launcher's job
+            p.state, p.note = QUEUED, f"in use by {who}"
     _print_plan(summary, plans, args.target, out)
     if args.dry_run:
         print_summary(summary, out)

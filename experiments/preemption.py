@@ -10,10 +10,17 @@ Two ways a job learns it must stop:
 * submitit (SIGUSR2): submitit calls our Checkpointable's `checkpoint()` from inside its signal
   handler and exits right after, so there is no later step boundary. `checkpoint()` calls
   `save_now()`, which runs the saver the training loop registered: it writes the state of the last
-  completed step (or keeps the previous `last.pt` when the signal lands inside an optimizer update).
+  completed step. A signal that lands inside a step would save two steps' states mixed (the
+  forward pass has moved BatchNorm statistics, the position has not), so jobs install
+  `defer_in_step(SIGUSR2)`: inside a step the signal becomes a stop request, the loop saves at the
+  end of the step and raises `Preempted`, and RunJob re-raises submitit's signal, now between steps.
+* A stop signal that arrives while the loop waits for its next batch (`interruptible()`, one process
+  only) raises `StopWhileWaiting` out of the wait: the loop saves and stops within seconds instead of
+  after the batch.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -27,7 +34,12 @@ class Preempted(RuntimeError):
     """Raised by a training loop after it saved `last.pt` because a stop was requested."""
 
 
-_state = {"requested": False, "signal": None}
+class StopWhileWaiting(BaseException):
+    """Raised by the stop handler out of a wait for data (`interruptible()`). A BaseException, so the
+    DataLoader's `except Exception` retry logic does not swallow it."""
+
+
+_state = {"requested": False, "signal": None, "in_step": False, "interruptible": False}
 _saver: list[Callable[[], bool]] = []
 _lock = threading.Lock()
 
@@ -35,6 +47,43 @@ _lock = threading.Lock()
 def _handler(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
     _state["requested"] = True
     _state["signal"] = signal.Signals(signum).name
+    if _state["interruptible"]:
+        _state["interruptible"] = False
+        raise StopWhileWaiting(_state["signal"])
+
+
+def set_in_step(flag: bool) -> None:
+    """The training loop says whether its live state is inside a step (see experiments.resumable)."""
+    _state["in_step"] = bool(flag)
+
+
+@contextlib.contextmanager
+def interruptible(enabled: bool = True):
+    """A stop signal inside this block raises StopWhileWaiting (a pending request raises at once)."""
+    if enabled and _state["requested"]:
+        raise StopWhileWaiting(_state["signal"])
+    _state["interruptible"] = bool(enabled)
+    try:
+        yield
+    finally:
+        _state["interruptible"] = False
+
+
+def defer_in_step(signum: int) -> None:
+    """Wrap the handler installed for `signum` (submitit's): inside a training step the signal only
+    requests a stop at the end of the step; elsewhere the wrapped handler runs as before."""
+    inner = signal.getsignal(signum)
+
+    def handler(s, frame):
+        if _state["in_step"]:
+            _state["requested"] = True
+            _state["signal"] = f"{signal.Signals(s).name} (deferred to the end of the step)"
+            return
+        if callable(inner):
+            inner(s, frame)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signum, handler)
 
 
 def install(signals: tuple[int, ...] = (signal.SIGUSR1, signal.SIGTERM)) -> None:
@@ -60,8 +109,7 @@ def stop_reason() -> str | None:
 
 
 def reset() -> None:
-    _state["requested"] = False
-    _state["signal"] = None
+    _state.update(requested=False, signal=None, in_step=False, interruptible=False)
 
 
 def register_saver(fn: Callable[[], bool]) -> None:

@@ -3,8 +3,9 @@
 One optimizer step = `accum_steps` micro-batches of `batch_size` clips per rank. An epoch is a fixed
 `steps_per_epoch` optimizer steps on every rank (the loader guarantees equal batch counts), so
 resuming needs only (epoch, micro-batches consumed in it). `last.pt` is written every
-`checkpoint_every` steps, when a stop is requested (SIGUSR1/SIGTERM, at the next step boundary), and
-from submitit's checkpoint() through the saver registered in experiments.preemption.
+`checkpoint_every` steps, when a stop is requested (SIGUSR1/SIGTERM, at the next step boundary or
+during a wait for data), and from submitit's checkpoint() between steps; experiments.resumable keeps
+what is saved consistent.
 """
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from experiments import checkpoint, distributed, preemption, runtime
+from experiments import runtime
 from experiments.config import RunConfig
 from experiments.optim import build_optimizer, build_scheduler, cnn_split_groups
+from experiments.resumable import ResumableLoop
 
 STAGE = "pretrain"
 
@@ -95,21 +97,17 @@ def pretrain(cfg: RunConfig, model: torch.nn.Module, data_root: Path, folder: Pa
     total_steps = pc.total_steps
     sched = build_scheduler(opt, pc.optim, total_steps)
 
-    pos = {"step": 0, "epoch": 0, "micro": 0, "wall_s": 0.0, "last": {}}
-    state = checkpoint.load_for(folder, STAGE, cfg_hash, map_location=device)
-    if state is not None:
-        module.load_state_dict(state["module"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        runtime.set_rng_state(state["rng"][env.rank] if env.rank < len(state["rng"]) else state["rng"][0])
-        pos = dict(state["position"])
-        log.write(stage=STAGE, event="resumed", **pos)
-    # the logging window in progress (sums of the per-step losses since the last log line): part of
-    # the checkpoint, so a window that spans a stop averages the same steps as without the stop
-    window = (state or {}).get("log_window") or {"steps": 0, "sums": {}}
-    running: dict[str, torch.Tensor] = {k: torch.tensor(v, dtype=torch.float32, device=device)
-                                        for k, v in window["sums"].items()}
-    steps_since = int(window["steps"])
+    # position: data (epoch, micro-batches consumed in it), optimizer step, the logging window in
+    # progress (sums of the per-step losses since the last log line, so a window that spans a stop
+    # averages the same steps as without the stop) and the last logged / held-out values
+    loop = ResumableLoop(folder, STAGE, cfg_hash, {"module": module, "optimizer": opt, "scheduler": sched},
+                         {"step": 0, "epoch": 0, "micro": 0, "wall_s": 0.0, "last": {},
+                          "window": {"steps": 0, "sums": {}}}, log=log, rank=env.rank, world_size=env.world_size)
+    if loop.resume(map_location=device):
+        log.write(stage=STAGE, event="resumed", **{k: v for k, v in loop.position.items() if k != "window"})
+    pos = loop.position
+    window = pos.setdefault("window", {"steps": 0, "sums": {}})  # a last.pt from before the window moved here
+    window["sums"] = {k: torch.tensor(float(v), dtype=torch.float32, device=device) for k, v in window["sums"].items()}
 
     train_module = module
     if env.world_size > 1:
@@ -119,30 +117,6 @@ def pretrain(cfg: RunConfig, model: torch.nn.Module, data_root: Path, folder: Pa
         train_module = torch.compile(train_module)
 
     accum = pc.optim.accum_steps
-    boundary = {"position": dict(pos), "rng": runtime.rng_state(), "window": (dict(running), steps_since)}
-    in_update = {"flag": False}
-
-    def snapshot() -> dict:
-        rngs = distributed.all_gather_object(boundary["rng"])
-        return {"stage": STAGE, "config_hash": cfg_hash, "module": checkpoint.unwrap(module).state_dict(),
-                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rngs,
-                "position": dict(boundary["position"]),
-                "log_window": {"steps": boundary["window"][1],
-                               "sums": {k: float(v) for k, v in boundary["window"][0].items()}}}
-
-    def save_from_signal() -> bool:
-        """submitit's checkpoint(): state of the last finished step, unless mid-update (keep old last.pt)."""
-        if in_update["flag"] or env.world_size > 1:  # collectives are unsafe inside a signal handler
-            return False
-        checkpoint.save(folder, snapshot())
-        return True
-
-    def save_boundary() -> None:
-        snap = snapshot()
-        if env.rank == 0:
-            checkpoint.save(folder, snap)
-
-    preemption.register_saver(save_from_signal)
     clips_per_step = pc.batch_size * accum * env.world_size
     bar = tqdm(total=total_steps, initial=pos["step"], desc=f"pretrain {cfg.rq}/{cfg.name}", unit="step",
                disable=env.rank != 0, dynamic_ncols=True)
@@ -151,72 +125,74 @@ def pretrain(cfg: RunConfig, model: torch.nn.Module, data_root: Path, folder: Pa
     module.train()
     if pc.freeze_cnn:
         _freeze_cnns(model)
-    try:
-        while pos["epoch"] < pc.epochs:
-            loader = make_pretrain_loader(
-                cfg.data, data_root / pc.dataset, batch_size=pc.batch_size,
-                batches_per_epoch=pc.steps_per_epoch * accum, rank=env.rank, world_size=env.world_size,
-                seed=cfg.seed, epoch=pos["epoch"], skip_batches=pos["micro"], pin_memory=device.type == "cuda")
-            for batch in runtime.rng_neutral(loader):  # no RNG draw at the (resumed) epoch start
-                video = batch["video"].to(device, non_blocking=True)
-                audio = batch["audio"].to(device, non_blocking=True)
-                if cfg.runtime.channels_last and device.type == "cuda":
-                    video = video.contiguous(memory_format=torch.contiguous_format)
-                last_micro = (pos["micro"] + 1) % accum == 0
-                sync = contextlib.nullcontext() if last_micro or env.world_size == 1 else train_module.no_sync()
-                with sync, runtime.autocast(device, cfg.runtime.amp):
-                    out = train_module(video, audio)
-                    loss = out["loss"] / accum
-                loss.backward()
-                for k, v in out.items():  # detached device scalars: no host sync per step
-                    running[k] = running.get(k, 0.0) + v.detach().float() / accum
-                pos["micro"] += 1
-                if not last_micro:
-                    continue
-                in_update["flag"] = True
-                if pc.optim.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(module.parameters(), pc.optim.grad_clip)
-                opt.step()
-                sched.step()
-                opt.zero_grad(set_to_none=True)
-                pos["step"] += 1
-                pos["wall_s"] = time.time() - t_stage
-                steps_since += 1
-                bar.update(1)
-                if pos["step"] % cfg.runtime.log_every == 0 or pos["step"] == total_steps:
-                    vals = {k: float(v) / steps_since for k, v in running.items()}  # one sync per log line
-                    if not all(math.isfinite(v) for v in vals.values()):
-                        raise FloatingPointError(f"non-finite pretraining loss at step {pos['step']}: {vals}")
-                    dt = time.time() - t_last
-                    rate = clips_per_step * steps_since / max(dt, 1e-9)
-                    log.write(stage=STAGE, step=pos["step"], epoch=pos["epoch"], lr=sched.get_last_lr()[0],
-                              clips_per_s=round(rate, 2), **{k: round(v, 5) for k, v in vals.items()})
-                    bar.set_postfix(loss=f"{vals['loss']:.3f}", clips_s=f"{rate:.1f}")
-                    pos["last"] = {k: round(v, 5) for k, v in vals.items()}
-                    running, t_last, steps_since = {}, time.time(), 0
-                # the step is complete (incl. pos["last"] and the logging window): what last.pt saves
-                boundary["position"] = dict(pos)
-                boundary["rng"] = runtime.rng_state()
-                boundary["window"] = (dict(running), steps_since)
-                in_update["flag"] = False
-                stop = distributed.any_flag(preemption.stop_requested())
-                if stop or pos["step"] % pc.checkpoint_every == 0:
-                    save_boundary()
-                if stop:
-                    raise preemption.Preempted(f"stop requested at pretraining step {pos['step']}")
-            if pc.heldout_dataset and env.rank == 0:
-                pos["heldout"] = heldout_metrics(cfg, module, data_root, device, pos["epoch"])
-                log.write(stage=STAGE, event="heldout", epoch=pos["epoch"], step=pos["step"], **pos["heldout"])
-            pos["epoch"] += 1
-            pos["micro"] = 0
-            boundary["position"] = dict(pos)
-            from data.pipeline import report_skipped
+    with loop:
+        try:
+            while pos["epoch"] < pc.epochs:
+                loader = make_pretrain_loader(
+                    cfg.data, data_root / pc.dataset, batch_size=pc.batch_size,
+                    batches_per_epoch=pc.steps_per_epoch * accum, rank=env.rank, world_size=env.world_size,
+                    seed=cfg.seed, epoch=pos["epoch"], skip_batches=pos["micro"], pin_memory=device.type == "cuda")
+                for batch in loop.batches(loader):  # no RNG draw at the (resumed) epoch start
+                    if pos["micro"] % accum == 0:
+                        loop.begin_step()  # until the optimizer step, the live state is between steps
+                    video = batch["video"].to(device, non_blocking=True)
+                    audio = batch["audio"].to(device, non_blocking=True)
+                    if cfg.runtime.channels_last and device.type == "cuda":
+                        video = video.contiguous(memory_format=torch.contiguous_format)
+                    last_micro = (pos["micro"] + 1) % accum == 0
+                    sync = contextlib.nullcontext() if last_micro or env.world_size == 1 else train_module.no_sync()
+                    with sync, runtime.autocast(device, cfg.runtime.amp):
+                        out = train_module(video, audio)
+                        loss = out["loss"] / accum
+                    loss.backward()
+                    sums = window["sums"]
+                    for k, v in out.items():  # detached device scalars: no host sync per step
+                        sums[k] = sums.get(k, 0.0) + v.detach().float() / accum
+                    pos["micro"] += 1
+                    if not last_micro:
+                        continue
+                    if pc.optim.grad_clip > 0:
+                        torch.nn.utils.clip_grad_norm_(module.parameters(), pc.optim.grad_clip)
+                    opt.step()
+                    sched.step()
+                    opt.zero_grad(set_to_none=True)
+                    pos["step"] += 1
+                    pos["wall_s"] = time.time() - t_stage
+                    window["steps"] += 1
+                    bar.update(1)
+                    if pos["step"] % cfg.runtime.log_every == 0 or pos["step"] == total_steps:
+                        n = window["steps"]
+                        vals = {k: float(v) / n for k, v in window["sums"].items()}  # one sync per log line
+                        if not all(math.isfinite(v) for v in vals.values()):
+                            raise FloatingPointError(f"non-finite pretraining loss at step {pos['step']}: {vals}")
+                        dt = time.time() - t_last
+                        rate = clips_per_step * n / max(dt, 1e-9)
+                        log.write(stage=STAGE, step=pos["step"], epoch=pos["epoch"], lr=sched.get_last_lr()[0],
+                                  clips_per_s=round(rate, 2), **{k: round(v, 5) for k, v in vals.items()})
+                        bar.set_postfix(loss=f"{vals['loss']:.3f}", clips_s=f"{rate:.1f}")
+                        pos["last"] = {k: round(v, 5) for k, v in vals.items()}
+                        window["sums"], window["steps"], t_last = {}, 0, time.time()
+                    loop.end_step()  # the step is complete (position, logging window): what last.pt saves
+                    loop.stop_if_requested(f"pretraining step {pos['step']}")
+                    if pos["step"] % pc.checkpoint_every == 0:
+                        loop.save()
+                # held-out metrics change no training state (eval mode, own RNGs): computed between
+                # steps, so a checkpoint signal during a long pass is saved at once (and the pass redone)
+                heldout = None
+                if pc.heldout_dataset and env.rank == 0:
+                    heldout = heldout_metrics(cfg, module, data_root, device, pos["epoch"])
+                with loop.step():  # epoch end: its log lines, next epoch
+                    from data.pipeline import report_skipped
 
-            report_skipped(log, stage=STAGE, epoch=pos["epoch"] - 1)
-    finally:
-        preemption.unregister_saver()
-        bar.close()
-    save_boundary()
+                    if heldout is not None:
+                        pos["heldout"] = heldout
+                        log.write(stage=STAGE, event="heldout", epoch=pos["epoch"], step=pos["step"], **heldout)
+                    report_skipped(log, stage=STAGE, epoch=pos["epoch"])
+                    pos["epoch"] += 1
+                    pos["micro"] = 0
+        finally:
+            bar.close()
+        loop.save()
     # losses are the averages over the last logging window
     return {"steps": pos["step"], "wall_s": round(time.time() - t_stage, 2),
             "clips_seen": pos["step"] * clips_per_step, **pos["last"], **pos.get("heldout", {})}

@@ -5,7 +5,8 @@
 Writes `results/<rq>/<name>/`: config.yaml (resolved), provenance.json, log.jsonl, metrics.json,
 checkpoints/{last.pt,pretrained.pt}. Re-running is safe: a complete run with the same config is
 skipped, an unfinished one resumes from `last.pt` (pretraining mid-epoch, finished evaluations kept).
-A run folder whose config changed is never overwritten: pass --restart to move it aside.
+A run folder whose config changed is never overwritten: pass --restart to move it aside. One process
+at a time trains into a run folder (experiments.run_lock): a second one says who holds it and exits 2.
 """
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ if __package__ in (None, ""):  # `python experiments/run.py` from anywhere: make
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
+import contextlib
 import json
 import time
 
-from experiments import paths, preemption
+from experiments import paths, preemption, run_lock
 from experiments.config import ConfigError, RunConfig, config_hash, load_config, save_config, to_dict
 from experiments.io_utils import atomic_write_json
 
@@ -94,7 +96,6 @@ def execute(cfg: RunConfig, *, resume: bool = True, restart: bool = False) -> di
     """Run (or resume, or skip) one config and return its metrics dict. resume=False starts over:
     a previous run folder is moved aside (never deleted)."""
     from experiments import distributed
-    from experiments.stages import run_stages
 
     folder = run_dir(cfg)
     if resume and is_complete(cfg):
@@ -102,21 +103,39 @@ def execute(cfg: RunConfig, *, resume: bool = True, restart: bool = False) -> di
         return read_metrics(folder)
     env = distributed.setup()
     try:
-        if env.rank == 0:
-            _check_folder(cfg, folder, restart, fresh=not resume)
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "checkpoints").mkdir(exist_ok=True)
-            (folder / "checkpoints" / "hash").write_text(result_hash(cfg) + "\n")
-            save_config(cfg, folder / "config.yaml")
-        distributed.barrier()
-        metrics = run_stages(cfg, folder, result_hash(cfg), env)
-        if metrics is None:  # not rank 0: done after pretraining
-            return {}
-        atomic_write_json(folder / "metrics.json", metrics)
-        (folder / PARTIAL).unlink(missing_ok=True)
-        return metrics
+        with contextlib.ExitStack() as stack:
+            locked = None
+            if env.rank == 0:  # one lock per run; the other ranks learn the outcome from rank 0
+                try:
+                    stack.enter_context(run_lock.hold(folder))
+                except run_lock.RunFolderLocked as e:
+                    locked = e
+            if distributed.any_flag(locked is not None):
+                raise locked or run_lock.RunFolderLocked(f"{folder} is in use (rank 0 could not lock it)")
+            if distributed.any_flag(env.rank == 0 and resume and is_complete(cfg)):  # finished meanwhile
+                return read_metrics(folder) if env.rank == 0 else {}
+            return _execute_locked(cfg, folder, env, resume, restart)
     finally:
         distributed.cleanup()
+
+
+def _execute_locked(cfg: RunConfig, folder: Path, env, resume: bool, restart: bool) -> dict:
+    from experiments import distributed
+    from experiments.stages import run_stages
+
+    if env.rank == 0:
+        _check_folder(cfg, folder, restart, fresh=not resume)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "checkpoints").mkdir(exist_ok=True)
+        (folder / "checkpoints" / "hash").write_text(result_hash(cfg) + "\n")
+        save_config(cfg, folder / "config.yaml")
+    distributed.barrier()
+    metrics = run_stages(cfg, folder, result_hash(cfg), env)
+    if metrics is None:  # not rank 0: done after pretraining
+        return {}
+    atomic_write_json(folder / "metrics.json", metrics)
+    (folder / PARTIAL).unlink(missing_ok=True)
+    return metrics
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     preemption.shield_forked_children()  # srun/scancel signal every process; workers must not act
     try:
         metrics = execute(cfg, resume=not args.no_resume, restart=args.restart)
-    except ConfigChanged as e:
+    except (ConfigChanged, run_lock.RunFolderLocked) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except preemption.Preempted as e:

@@ -27,6 +27,23 @@ def _save_partial(folder: Path, data: dict) -> None:
     atomic_write_json(folder / "metrics.partial.json", data)
 
 
+def _rewind_log(log: JsonlLog, folder: Path, part: dict, stage: str) -> None:
+    """A stage about to start from scratch (no last.pt of its own) drops what an earlier attempt of it
+    logged, back to where the previous stage finished (`log_bytes` in metrics.partial.json); a stage
+    that resumes from last.pt cuts the log itself (experiments.resumable)."""
+    if checkpoint.last_stage(folder) == stage:
+        return
+    if "log_bytes" in part:
+        log.truncate(int(part["log_bytes"]))
+    elif not part.get("pretrain") and not part.get("downstream"):  # nothing finished yet (a folder of
+        log.truncate(0)  # older code, with finished stages but no recorded length, keeps its log)
+
+
+def _finished(log: JsonlLog, folder: Path, part: dict) -> None:
+    part["log_bytes"] = log.size()
+    _save_partial(folder, part)
+
+
 def prepare_data(cfg: RunConfig, env) -> Path:
     """Data root as an absolute path; the synthetic benchmark is generated there if it is missing."""
     from experiments import distributed
@@ -92,12 +109,14 @@ def run_stages(cfg: RunConfig, folder: Path, cfg_hash: str, env) -> dict | None:
         model.load_state_dict(initial)
     pre_path = checkpoint.checkpoint_dir(folder) / checkpoint.PRETRAINED
     if cfg.pretrain.enabled and not pre_path.is_file():
+        if env.rank == 0:
+            _rewind_log(log, folder, part, "pretrain")
         summary = pretrain(cfg, model, data_root, folder, cfg_hash, env, device, log)
         part["pretrain"] = summary
         if env.rank == 0:
             checkpoint.save(folder, {"model": checkpoint.unwrap(model).state_dict(), "config_hash": cfg_hash},
                             checkpoint.PRETRAINED)
-            _save_partial(folder, part)
+            _finished(log, folder, part)
     pretrained = initial  # with pretraining disabled, evaluations start from init_checkpoint (if any)
     if cfg.pretrain.enabled:
         from experiments import distributed
@@ -113,11 +132,11 @@ def run_stages(cfg: RunConfig, folder: Path, cfg_hash: str, env) -> dict | None:
         if ev.name in downstream:
             continue
         init_state = None if ev.init == "random" else pretrained  # auto: pretrained iff there are such weights
+        _rewind_log(log, folder, part, f"downstream:{ev.name}")
         downstream[ev.name] = run_eval(cfg, ev, init_state, data_root, folder, cfg_hash, env, device, log,
                                        heads=init_heads)
         part["downstream"] = downstream
-        if env.rank == 0:
-            _save_partial(folder, part)
+        _finished(log, folder, part)
 
     from data.pipeline import skipped_summary
 

@@ -4,9 +4,12 @@ Why a small Checkpointable class and not a bare function: submitit only requeues
 checkpoint. On preemption or time-out submitit sends SIGUSR2 and calls `checkpoint()` *inside the
 signal handler*, then requeues the job (`scontrol requeue`; the local executor restarts the process)
 and exits. Our `checkpoint()` asks the training loop's registered saver to write `last.pt` now
-(`experiments.preemption.save_now()`; the saver declines when the signal lands mid-update or under
-DDP, and the previous `last.pt` stays) and returns a fresh RunJob with the same arguments; the rerun
-resumes from `last.pt` because `execute(..., resume=True)` always does.
+(`experiments.preemption.save_now()`) and returns a fresh RunJob with the same arguments; the rerun
+resumes from `last.pt` because `execute(..., resume=True)` always does. A signal that lands inside a
+training step is deferred (`preemption.defer_in_step`): the loop finishes the step, saves and raises
+`Preempted`, and `__call__` raises the signal again, now between steps, so the state saved is never
+half a step (experiments.resumable). Under DDP the saver declines (no collectives in a handler) and
+the previous `last.pt` stays.
 
 Caveat (submitit issue #9): only global rank 0 receives `checkpoint()`. Other ranks are simply killed
 by the requeue, so anything they must keep has to be in rank 0's `last.pt` (the training loop gathers
@@ -92,6 +95,7 @@ class RunJob(submitit.helpers.Checkpointable):
         preemption.reset()
         if managed:  # SIGUSR2/SIGTERM stay with submitit; USR1 = "save at the next step and requeue"
             preemption.install((signal.SIGUSR1,))
+            preemption.defer_in_step(submitit.JobEnvironment._usr_sig())  # never save inside a step
             preemption.shield_forked_children()
         env = distributed.setup()
         print(f"[RunJob] {cfg.rq}/{cfg.name} target={self.target} rank={env.rank}/{env.world_size} "

@@ -133,7 +133,7 @@ def test_run_folder_names_cannot_leave_the_output_root(tmp_path, override):
     run = write(tmp_path, "r.yaml", "rq: rqx\n")
     with pytest.raises((ConfigError, ValueError)) as e:
         load_config(run, [override], profile="tiny")
-    assert f"{override.split('=')[0]} must be a non-empty folder name" in str(e.value)
+    assert f"key '{override.split('=')[0]}': must be a non-empty folder name" in str(e.value)
 
 
 def test_run_dir_refuses_a_symlink_out_of_the_output_root(tmp_path):
@@ -214,3 +214,15 @@ def test_every_numeric_field_has_a_range_and_out_of_range_values_fail_at_load(tm
             load_config(run, overrides, profile="tiny")
         msg = str(e.value)
         assert f"'{key}'" in msg and f"must be {range_text(cls.RANGES[name])}" in msg and str(run) in msg, msg
+
+
+def test_profile_override_selects_the_profile(tmp_path):
+    """`profile=smoke` as an override loads the smoke profile's values (not only its label); given
+    twice with different values it is refused (issue 13, item 7)."""
+    run = write(tmp_path, "r.yaml", "rq: rqx\n")
+    cfg = load_config(run, ["profile=smoke"])
+    assert cfg.profile == "smoke" and cfg.data.root == load_config(run, [], profile="smoke").data.root
+    assert cfg.pretrain.steps_per_epoch == load_config(run, [], profile="smoke").pretrain.steps_per_epoch
+    assert cfg.pretrain.steps_per_epoch != load_config(run, [], profile="tiny").pretrain.steps_per_epoch
+    with pytest.raises(ConfigError, match="profile given twice"):
+        load_config(run, ["profile=smoke"], profile="tiny")

@@ -76,6 +76,30 @@ def test_broken_samples_skipped_and_counted(tmp_path, clips):
     assert report_skipped() == {"bad_metadata": 1}
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_truncated_shard_counts_its_cut_sample_once(tmp_path, clips, workers):
+    """A shard cut short inside a sample's mp4: the samples before it load, the cut one is skipped and
+    counted once as corrupt, and the shard's read error once per pass, with one slot or with two slots
+    that share the shard (splitting by sample). webdataset reports one truncation twice and every
+    sharing slot saw it: 3 and 5 counts before (issue 13, item 7)."""
+    import os
+    import tarfile
+
+    folder = tmp_path / "pre"
+    write_folder(folder, _samples(clips, 4, label=0), maxcount=9)  # one shard
+    shard = next(folder.glob("*.tar"))
+    with tarfile.open(shard) as t:
+        members = t.getmembers()
+    cut = next(m for m in members if m.name.startswith("c002") and m.name.endswith(".mp4"))
+    os.truncate(shard, cut.offset_data + cut.size // 2)
+    skipped.reset()
+    loader = make_downstream_loader(tiny_cfg(4, workers=workers), _task(tmp_path, folder), "test", segments=2,
+                                    train=False, batch_size=4, modalities=["visual", "audio"])
+    keys = sorted(k for b in loader for k in b["key"])
+    assert keys == ["c000", "c001"]
+    assert report_skipped() == {"corrupt": 1, "read_error": 1}
+
+
 def _task(tmp_path, folder):
     """Make `folder` the test split of a one-class task."""
     task = tmp_path / f"task_{folder.name}"

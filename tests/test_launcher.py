@@ -285,3 +285,9 @@ def test_an_override_error_shared_by_every_config_is_reported_once():
                                       "/x/b.yaml (+ overrides k=1): bad", "/x/c.yaml (+ overrides k=1): other"])
     assert mixed == ["overrides k=1: bad (in each of 2 configs: a.yaml, b.yaml)", "--only: unknown run name(s) z",
                      "/x/c.yaml (+ overrides k=1): other"]
+
+
+def test_profile_as_an_override_is_refused_with_the_flag_to_use(rq, tmp_path, no_submit):
+    summary, text = run(rq, args(tmp_path, "--dry-run", "profile=smoke"))
+    assert summary.exit_code != 0 and no_submit == []
+    assert "--profile" in text and "profile=" in text

@@ -11,8 +11,9 @@ epoch (the smoke profile inherits tiny's pretrain.heldout_dataset: pretrain_val)
 downstream evaluations on the
 audio stream: a linear one (the smoke profile's protocol; not checkpointed, a requeue redoes it)
 and a one-epoch fine-tuning (it checkpoints and resumes itself). Stops use the project's own
-mechanism: a real SIGUSR1 through `preemption.install()`'s handler, raised while a known batch is
-being trained, so the loop saves last.pt at that step boundary and raises `Preempted`; calling
+mechanism: a real SIGUSR1 through `preemption.install()`'s handler, raised while the loop waits for
+the batch after a known one, so the loop saves last.pt at that step boundary at once and raises
+`Preempted`; calling
 execute again resumes, as a requeued job does. A crash (an exception standing for a hard kill: no
 save) resumes from the last periodic last.pt instead.
 
@@ -53,7 +54,7 @@ OVERRIDES = [
     f"{{name: ft, protocol: finetune, epochs: 1, lr: 1.0e-2, finetune_lr: 1.0e-3, {_EVAL}}}]",
 ]
 # differ between runs by nature: timings, throughput, memory
-VOLATILE = {"wall_s", "wall_time_s", "peak_memory_mb", "clips_per_s", "time"}
+VOLATILE = {"wall_s", "wall_time_s", "peak_memory_mb", "clips_per_s", "time", "log_bytes"}
 
 
 def _cfg(root: Path, *extra: str):
@@ -91,12 +92,14 @@ def _crash() -> None:
 
 
 class _StopAt:
-    """Wrap the loader factory `name` of data.pipeline (as the training loops import it): when the
-    `at`-th batch (1-based, counted over the loaders matching `want`) is handed to the loop, `action`
-    runs: by default SIGUSR1 arrives, so the loop stops after training that batch."""
+    """Wrap the loader factory `name` of data.pipeline (as the training loops import it) and run
+    `action` at the `at`-th batch (1-based, counted over the loaders matching `want`): by default
+    SIGUSR1 arrives when the loop asks for the next batch after training it (a stop while waiting for
+    data: the loop saves and stops at once); a crash comes before the batch is handed over."""
 
     def __init__(self, mp: pytest.MonkeyPatch, name: str, at: int, want=lambda kw: True, action=_sigusr1):
         self.seen, self.at, self.want, self.action = 0, at, want, action
+        self.after = action is _sigusr1
         real = getattr(data.pipeline, name)
 
         def factory(*args, **kw):
@@ -118,11 +121,19 @@ class _StopAt:
             def __iter__(self):
                 for batch in loader:
                     stopper.seen += 1
-                    if stopper.seen == stopper.at:
+                    hit = stopper.seen == stopper.at
+                    if hit and not stopper.after:
                         stopper.action()
                     yield batch
+                    if hit and stopper.after:
+                        stopper.action()
 
         return Wrapped()
+
+
+def _training_loader(kw: dict) -> bool:
+    """The pretraining loop's loaders (the held-out pass uses the same factory, without skip_batches)."""
+    return "skip_batches" in kw
 
 
 def _run(cfg) -> dict:
@@ -196,7 +207,7 @@ def run_b(tmp_path_factory):
     cfg = _cfg(tmp_path_factory.mktemp("b"))
     stops = {}
     with pytest.MonkeyPatch.context() as mp:
-        _StopAt(mp, "make_pretrain_loader", STOP_STEP)
+        _StopAt(mp, "make_pretrain_loader", STOP_STEP, want=_training_loader)
         with pytest.raises(preemption.Preempted):
             _run(cfg)
     stops["pretrain"] = (preemption.stop_reason(), _weights(cfg, "last.pt"))

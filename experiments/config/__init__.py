@@ -35,6 +35,13 @@ def resolve_dict(path: str | Path, overrides: list[str] | None = None, profile: 
     """Merged plain-dict config (before validation); see the module docstring for the order."""
     path = Path(path)
     run = load_yaml_with_bases(path)
+    overrides = list(overrides or [])
+    chosen = [o.partition("=")[2].strip() for o in overrides if o.partition("=")[0].strip() == "profile"]
+    if chosen:  # `profile=X` selects the profile (as --profile X), it is not a label to overwrite
+        if profile and chosen[-1] != profile:
+            raise ConfigError(f"{path}: profile given twice: --profile {profile} and override profile={chosen[-1]}")
+        profile = chosen[-1]
+        overrides = [o for o in overrides if o.partition("=")[0].strip() != "profile"]
     profile = profile or run.get("profile") or DEFAULT_PROFILE
     if profile not in PROFILES:
         raise ConfigError(f"{path}: unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
@@ -50,7 +57,7 @@ def resolve_dict(path: str | Path, overrides: list[str] | None = None, profile: 
         merged = deep_merge(merged, by_profile[profile])
     merged["profile"] = profile
     merged.setdefault("name", path.stem)
-    return apply_overrides(merged, overrides or [])
+    return apply_overrides(merged, overrides)
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None, profile: str | None = None) -> RunConfig:

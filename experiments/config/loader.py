@@ -254,7 +254,7 @@ def build_dataclass(cls: type, data: dict, *, source: str = "<config>", prefix: 
     except ConfigError:
         raise
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"{source}: key '{prefix or '<root>'}': {e}") from None
+        raise ConfigError(f"{source}: key '{prefix}': {e}" if prefix else f"{source}: {e}") from None
     return obj
 
 

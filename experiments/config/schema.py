@@ -183,4 +183,4 @@ class RunConfig:
         for key in ("rq", "name"):  # the run folder is output_root/rq/name: each must stay one folder level
             v = getattr(self, key)
             if not v or v in (".", "..") or "/" in v or "\\" in v:
-                raise ValueError(f"{key} must be a non-empty folder name (no '/', '\\', '.' or '..'), got {v!r}")
+                raise ValueError(f"key '{key}': must be a non-empty folder name (no '/', '\\', '.' or '..'), got {v!r}")

@@ -27,7 +27,7 @@ from experiments.config import load_config
 from experiments.pretrain import PretrainModule
 from experiments.run import execute, run_dir
 from model.heads import DownstreamModel
-from tests.test_resume_real import _assert_same_tensors, _history, _log, _stable, _weights
+from tests.test_resume_real import _assert_same_tensors, _history, _log, _stable, _StopAt, _weights
 
 CONFIG = "experiments/rq3_sharing/configs/part.yaml"
 AT = 3  # the step (1-based batch) the signal lands in
@@ -76,31 +76,17 @@ class _Inject:
     """Raise SIGUSR2 once, at `phase` of the AT-th training step (counted by training batches fetched)."""
 
     def __init__(self, mp: pytest.MonkeyPatch, stage: str, phase: str):
-        self.phase, self.fetched, self.fired = phase, 0, False
-        loader_name = "make_pretrain_loader" if stage == "pretrain" else "make_downstream_loader"
-        real_loader = getattr(data.pipeline, loader_name)
+        self.phase, self.armed, self.fired = phase, False, False
         inj = self
 
-        def loader(*args, **kw):
-            it = real_loader(*args, **kw)
-            if stage == "finetune" and not kw.get("train"):
-                return it
+        def arrive() -> None:  # the AT-th training batch is being handed to the loop
+            inj.armed = True
+            inj.hit("fetch")
 
-            class Wrapped:
-                def __getattr__(self, attr):
-                    return getattr(it, attr)
-
-                def __len__(self):
-                    return len(it)
-
-                def __iter__(self):
-                    for batch in it:
-                        inj.fetched += 1
-                        inj.hit("fetch")
-                        yield batch
-            return Wrapped()
-
-        mp.setattr(data.pipeline, loader_name, loader)
+        if stage == "pretrain":
+            _StopAt(mp, "make_pretrain_loader", AT, action=arrive)
+        else:
+            _StopAt(mp, "make_downstream_loader", AT, want=lambda kw: kw.get("train"), action=arrive)
         owner, method = (PretrainModule, "forward") if stage == "pretrain" else (DownstreamModel, "head_logits")
         real_forward = getattr(owner, method)
 
@@ -127,7 +113,7 @@ class _Inject:
         self.handle = register_optimizer_step_post_hook(lambda *a: inj.hit("optimizer"))
 
     def hit(self, phase: str) -> None:
-        if not self.fired and phase == self.phase and self.fetched == AT:
+        if not self.fired and phase == self.phase and self.armed:
             self.fired = True
             signal.raise_signal(signal.SIGUSR2)
 

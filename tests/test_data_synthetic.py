@@ -194,7 +194,7 @@ def _counts(values):
 
 def test_pretraining_events_are_on_the_segment_grid(roots):
     """Every pretraining clip (train and val): one bound event type (v_i with a_i) per segment;
-    types_per_clip distinct types, each on S / k segments (k = 8: each of the 8 types once)."""
+    types_per_clip distinct types, each on S / k segments (version 8's k = 4: four types, twice each)."""
     k = SMALL.types_per_clip
     assert 8 % k == 0
     for folder in ("pretrain", "pretrain_val"):
@@ -210,7 +210,8 @@ def test_pretraining_events_are_on_the_segment_grid(roots):
 @pytest.mark.parametrize("k", [8, 4, 2])
 def test_pretraining_scenes_show_each_chosen_type_equally_often(k):
     """Straight from the scene sampler: with types_per_clip = 8 every clip shows each of the 8 bound
-    types exactly once per 8 segments, in a random order; with fewer, k of them S / k times each."""
+    types exactly once per 8 segments, in a random order; with fewer (version 8's default is 4), k of them
+    S / k times each."""
     spec = dataclasses.replace(SMALL, types_per_clip=k)
     orders = set()
     for i in range(40):

@@ -70,16 +70,17 @@ def test_tiny_stack_learns_cpp_on_oracle_embeddings():
 
     torch.set_num_threads(2)
     cfg = load_config(learnability.DEFAULT_CONFIG, ["pretrain.mep.weight=0"], profile="tiny")
-    res = learnability.run(cfg, steps=200, seed=0, heldout_clips=256)  # 0.879 measured (v6), ~13 s
+    res = learnability.run(cfg, steps=200, seed=0, heldout_clips=256)  # 0.816 measured (v8; v6 0.879), ~13 s
     assert res["cpp_acc"] >= 0.65, res
 
 
-def test_tiny_defaults_learn_mep_with_the_papers_sampler_on_oracle_embeddings():
-    """The full tiny loss (MEP + CPP, CANS-similar negatives) on the v6 oracle: after 200 of the 600
-    steps held-out MEP top-1 against the clip's other segments must be well above chance (1/8)."""
+def test_tiny_defaults_learn_mep_and_cpp_together_on_oracle_embeddings():
+    """The full tiny loss (MEP + CPP, the tiny profile's current-sequence negatives) on the v8 oracle: after
+    200 of the 600 steps both objectives must have left chance behind at once (v6/v7 with CANS-similar:
+    MEP learned while CPP stayed near chance)."""
     from experiments.config import load_config
 
     torch.set_num_threads(2)
     cfg = load_config(learnability.DEFAULT_CONFIG, profile="tiny")
-    res = learnability.run(cfg, steps=200, seed=0, heldout_clips=256)  # 0.55 measured, ~13 s
-    assert res["mep_top1"] >= 2 * res["mep_chance"], res
+    res = learnability.run(cfg, steps=200, seed=0, heldout_clips=256)  # v8: CPP 0.824, MEP 0.265 measured, ~15 s
+    assert res["cpp_acc"] >= 0.65 and res["mep_top1"] >= 1.6 * res["mep_chance"], res

@@ -13,7 +13,7 @@ import json
 import time
 
 from data.synthetic.generate import RECORD, ensure_synthetic
-from data.synthetic.spec import data_config, preset
+from data.synthetic.spec import SyntheticSpec, data_config, preset
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,13 +24,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=None, help="processes (default: CPU count, at most 8)")
     p.add_argument("--pretrain-clips", type=int, default=None)
     p.add_argument("--split-clips", type=int, nargs=3, metavar=("TRAIN", "VAL", "TEST"), default=None)
-    p.add_argument("--nuisance", type=float, default=None, help="scale all nuisances (default 0.5; 0 = clean, 1 = harder)")
+    d = SyntheticSpec()  # the defaults the help names
+    p.add_argument("--nuisance", type=float, default=None,
+                   help=f"scale all nuisances (default {d.nuisance:g}; 0 = clean, 0.5 = v3-v7, 1 = harder)")
     p.add_argument("--types-per-clip", type=int, default=None,
-                   help="bound event types per pretraining / bind_like clip (default 8, each once; 1-8)")
+                   help=f"bound event types per pretraining / bind_like clip (default {d.types_per_clip}, each on 8 / K segments; 1-8)")
     p.add_argument("--background", type=float, nargs=2, metavar=("LO", "HI"), default=None,
-                   help="per-clip background colour range per channel (default 0.15 0.55; within [0, 1])")
+                   help="per-clip background colour range per channel (default %g %g; within [0, 1])" % d.background)
     p.add_argument("--event-size", type=float, nargs=2, metavar=("LO", "HI"), default=None,
-                   help="event object radius range, fraction of the frame side (default 0.12 0.22; HI <= 0.3)")
+                   help="event object radius range, fraction of the frame side (default %g %g; HI <= 0.3)" % d.event_size)
     p.add_argument("--shards", type=int, default=None,
                    help="at least this many shards per split (default: tiny 40 clips per shard, paper 128 shards)")
     args = p.parse_args(argv)

@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--event-scale", type=float, default=1.0,
                     help="per-event component shared by both modalities (0: none, the coupling-off control)")
     ap.add_argument("--types-per-clip", type=int, default=None,
-                    help="distinct bound types per clip, each on S / k segments (default: the generator's, 8)")
+                    help="distinct bound types per clip, each on S / k segments (default: the generator's, 4 since v8)")
     ap.add_argument("--heldout-clips", type=int, default=512)
     ap.add_argument("--log-every", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)

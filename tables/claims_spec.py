@@ -49,6 +49,7 @@ def _pretraining(task: str, eval_name: str, metric: str = "top1") -> ClaimSpec:
 
 CLAIMS: list[ClaimSpec] = [
     _pretraining("audio-visual binding task", "bind"),
+    _pretraining("audio-visual binding task, 4 labels per class", "bind_4"),
     _pretraining("audio-visual task", "av"),
     _pretraining("visual task", "visual"),
     _pretraining("audio task", "audio"),

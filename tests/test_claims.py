@@ -134,7 +134,7 @@ def test_missing_and_unfinished_arms_give_commands(tmp_path, capsys):
 
 
 def test_every_claim_present_and_spec_checked():
-    assert len(claims_spec.CLAIMS) == 11 and len({c.claim for c in claims_spec.CLAIMS}) == 11
+    assert len(claims_spec.CLAIMS) == 12 and len({c.claim for c in claims_spec.CLAIMS}) == 12  # 5 task types + few-label binding, 6 ablation claims
     claims_spec.check(claims_spec.CLAIMS)
     with pytest.raises(ValueError, match="kind must be"):
         claims_spec.check([claims_spec.ClaimSpec("x", "rq2_fusion", "mid", "late", "av", kind="less")])
@@ -143,7 +143,7 @@ def test_every_claim_present_and_spec_checked():
 def test_no_runs_warns_and_writes_all_missing(tmp_path, capsys):
     (tmp_path / "results").mkdir()
     rows, cap = claims(tmp_path, capsys)
-    assert len(rows) == 11 and {r["verdict"] for r in rows.values()} == {"missing"}
+    assert len(rows) == len(claims_spec.CLAIMS) and {r["verdict"] for r in rows.values()} == {"missing"}
     assert "warning: no runs of the claims" in cap.err
 
 

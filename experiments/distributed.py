@@ -73,10 +73,45 @@ def scontrol_hostnames(nodelist: str) -> list[str]:
             return hosts
     except (OSError, subprocess.SubprocessError):
         pass
-    # scontrol missing or failing (e.g. a container without the SLURM client): submitit's own parser
-    from submitit.slurm.slurm import _parse_node_list
+    # scontrol missing or failing (e.g. a container without the SLURM client): our own expansion
+    return expand_nodelist(nodelist)
 
-    return _parse_node_list(nodelist)
+
+def _split_top(text: str) -> list[str]:
+    """Split at the commas that are not inside brackets: `a[1,3],b` -> [`a[1,3]`, `b`]."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += (ch == "[") - (ch == "]")
+        if depth < 0:
+            raise ValueError(f"unbalanced brackets in node list {text!r}")
+        if ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    if depth:
+        raise ValueError(f"unbalanced brackets in node list {text!r}")
+    return parts + [text[start:]]
+
+
+def _expand_one(name: str) -> list[str]:
+    """`gpu[01-03]x[1,2]` -> every combination, zero padding as written (`01-03` keeps two digits)."""
+    m = re.match(r"([^\[]*)\[([^\]]*)\](.*)$", name)
+    if not m:
+        return [name]
+    head, ranges, tail = m.groups()
+    values = []
+    for part in ranges.split(","):
+        lo, _, hi = part.partition("-")
+        if not lo.isdigit() or (hi and not hi.isdigit()):
+            raise ValueError(f"bad range {part!r} in node list entry {name!r}")
+        width = len(lo)
+        values += [str(v).zfill(width) for v in range(int(lo), int(hi or lo) + 1)]
+    return [head + v + rest for v in values for rest in _expand_one(tail)]
+
+
+def expand_nodelist(nodelist: str) -> list[str]:
+    """Expand a SLURM node list as `scontrol show hostnames` does, without SLURM (`gpu[01-02],cpu7` ->
+    `gpu01 gpu02 cpu7`); ValueError on malformed lists."""
+    return [host for item in _split_top(nodelist.strip()) if item for host in _expand_one(item)]
 
 
 def _int(env: Mapping[str, str], key: str) -> int:

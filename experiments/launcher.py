@@ -29,9 +29,9 @@ from typing import TextIO
 
 from experiments import paths, run_lock
 from experiments.cluster_profile import ClusterProfile, load_cluster_profile
-from experiments.config import PROFILES, ConfigError
+from experiments.config import PROFILES, ConfigError, explain_config
 from experiments.launch_jobs import Outcome, active_job, run_debug, submit_local, submit_slurm, wait
-from experiments.launch_plan import QUEUED, RunPlan, discover, load_plans, select
+from experiments.launch_plan import QUEUED, RunPlan, discover, load_plans, seed_overrides, select
 from experiments.submitit_job import DEFAULT_TARGET, RunJob
 
 CLUSTERS = ("local", "slurm", "debug")
@@ -97,6 +97,8 @@ def build_parser(rq_name: str = "<rq>") -> argparse.ArgumentParser:
     ap.add_argument("--profile", choices=PROFILES, default="tiny",
                     help="experiments/profiles/<p>.yaml for the configs, slurm/<p>.yaml for resources (default: tiny)")
     ap.add_argument("--dry-run", action="store_true", help="print every job and its resources; submit nothing")
+    ap.add_argument("--print-config", action="store_true",
+                    help="print every run's resolved config, each value with the layer it came from; submit nothing")
     ap.add_argument("--only", metavar="NAME[,NAME]", help="run only these configs (file names without .yaml)")
     ap.add_argument("--seeds", metavar="N[,N]", type=parse_seeds,
                     help="run every config once per seed (seed 0 keeps the config's folder name, seed N writes "
@@ -210,6 +212,9 @@ def print_summary(summary: Summary, out: TextIO) -> None:
     roots = {Path(o.plan.cfg.output_root) for o in summary.outcomes}
     print(f"tables: {tables_command(summary.rq, summary.profile, roots.pop() if len(roots) == 1 else None)}",
           file=out)
+    pretrained = [o.plan.run_dir for o in summary.outcomes if o.plan.cfg.pretrain.enabled]
+    if pretrained:
+        print(f"curves: python tables/plot_curves.py {' '.join(paths.shown(d) for d in pretrained)}", file=out)
 
 
 def ensure_data(plans: list[RunPlan], out: TextIO) -> None:
@@ -265,6 +270,12 @@ def launch(rq_dir: Path | str, argv: list[str] | None = None, *, out: TextIO | N
         return summary
     if plans:
         summary.rq = plans[0].cfg.rq
+    if args.print_config:
+        for p in plans:
+            extra = seed_overrides(p.path.stem, p.cfg.seed) if args.seeds else []
+            print(f"# {p.name} ({p.path.name}, profile {args.profile})", file=out)
+            print(explain_config(p.path, [*args.overrides, *extra], args.profile), file=out)
+        return summary
     for p in plans:  # a run whose SLURM job is still queued/running is not submitted twice
         if p.submit and (job_id := active_job(p)):
             p.state, p.note = QUEUED, f"job {job_id} is still queued/running"

@@ -17,3 +17,11 @@ def resolve(path: str | Path) -> Path:
     """Absolute paths stay; relative ones are taken from the repository root, not the cwd."""
     path = Path(path).expanduser()
     return path if path.is_absolute() else repo_root() / path
+
+
+def shown(path: str | Path) -> str:
+    """A path as a user would type it: relative to the repository root when inside it, else as given."""
+    try:
+        return str(Path(path).resolve().relative_to(repo_root()))
+    except ValueError:
+        return str(path)

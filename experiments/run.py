@@ -22,7 +22,8 @@ import json
 import time
 
 from experiments import paths, preemption, run_lock
-from experiments.config import ConfigError, RunConfig, config_hash, load_config, save_config, to_dict
+from experiments.config import (ConfigError, RunConfig, config_hash, explain_config, load_config, save_config,
+                                to_dict)
 from experiments.io_utils import atomic_write_json
 
 PARTIAL = "metrics.partial.json"
@@ -33,6 +34,7 @@ def result_hash(cfg: RunConfig) -> str:
     d = to_dict(cfg)
     d.pop("output_root", None)
     d["runtime"].pop("log_every", None)
+    d["runtime"].pop("reuse_pretraining", None)
     d["data"].pop("num_workers", None)
     return config_hash(d)
 
@@ -129,6 +131,13 @@ def _execute_locked(cfg: RunConfig, folder: Path, env, resume: bool, restart: bo
         (folder / "checkpoints").mkdir(exist_ok=True)
         (folder / "checkpoints" / "hash").write_text(result_hash(cfg) + "\n")
         save_config(cfg, folder / "config.yaml")
+        if cfg.pretrain.enabled and cfg.runtime.reuse_pretraining:
+            from experiments.pretrain_reuse import reuse
+
+            source = reuse(paths.resolve(cfg.output_root), folder, to_dict(cfg))
+            if source:
+                print(f"{cfg.rq}/{cfg.name}: pretraining reused from {source} (same model, pretraining, data, "
+                      "runtime and seed; runtime.reuse_pretraining=false repeats it)", file=sys.stderr, flush=True)
     distributed.barrier()
     metrics = run_stages(cfg, folder, result_hash(cfg), env)
     if metrics is None:  # not rank 0: done after pretraining
@@ -144,10 +153,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", choices=("tiny", "paper", "smoke"), help="default: the YAML's profile, else tiny")
     ap.add_argument("--restart", action="store_true", help="move an existing run folder of a different config aside")
     ap.add_argument("--no-resume", action="store_true", help="start over: move the previous run folder aside (kept as <name>.old-<time>)")
+    ap.add_argument("--print-config", action="store_true",
+                    help="print the resolved config, each value with the layer it came from, and exit")
     ap.add_argument("overrides", nargs="*", help="dotted overrides, e.g. pretrain.optim.lr=1e-4")
     args = ap.parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides, args.profile)
+        if args.print_config:
+            print(explain_config(args.config, args.overrides, args.profile))
+            return 0
     except (ConfigError, FileNotFoundError) as e:  # as launch.py: the message, exit 2, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -12,7 +12,7 @@ from tables.spec import MetricCol, RowSpec, RunCol
 from tables.stats import mean_ci
 
 # Keys that may differ between seeds of one row (mirrors experiments/run.py result_hash + name/seed).
-SEED_FREE_KEYS = ("name", "seed", "output_root", "runtime.log_every", "data.num_workers")
+SEED_FREE_KEYS = ("name", "seed", "output_root", "runtime.log_every", "runtime.reuse_pretraining", "data.num_workers")
 
 
 @dataclass

@@ -47,7 +47,9 @@ def ours_header(profile: str) -> str:
     if profile in ("tiny", "smoke"):
         return (f"**Ours ({profile} profile) = the synthetic benchmark (task `ks_like`) with the {profile} model, "
                 "NOT Kinetics-Sounds: paper and ours are on different data and scales; compare trends (row order), "
-                "not values; so no Δ column (the CSVs keep ours − paper).**")
+                "not values; so no Δ column (the CSVs keep ours − paper).** "
+                f"Our {profile} rows outside the negatives table pretrain with current-sequence MEP negatives "
+                "(the tiny profile's choice, experiments/profiles/tiny.yaml), the paper's rows with CANS-Similar.")
     if profile == "paper":
         return "Ours (paper profile) = Kinetics-Sounds at paper scale; Δ = ours − paper."
     return ("Ours = runs of any profile (see the profile column); tiny/smoke rows are on the synthetic benchmark, "

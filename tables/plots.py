@@ -45,6 +45,21 @@ def _chance_lines(ax, ours_chance: float | None, paper_chance: float | None) -> 
         ax.axhline(paper_chance, color=PAPER_COLOR, ls=":", lw=1, label=f"chance, paper ({paper_chance:.1f} %)")
 
 
+def _joined_labels(labels: dict[str, str], acc: dict, par: dict) -> dict[tuple[float, float], str]:
+    """One label per point; rows that land within 2 % in parameters and 1 point in accuracy share one
+    (e.g. "None / Multi-2" when two schemes are the same model at the tiny depth), so labels never overlap."""
+    out: dict[tuple[float, float], str] = {}
+    for row, label in labels.items():
+        if acc.get(row) is None or not par.get(row):
+            continue
+        near = next((k for k in out if abs(k[0] / par[row] - 1) < 0.02 and abs(k[1] - acc[row]) < 1.0), None)
+        if near is None:
+            out[(par[row], acc[row])] = label
+        else:
+            out[near] += f" / {label}"
+    return out
+
+
 def sharing_figure(long: pd.DataFrame, ours: str, metric: str = "top1", params: str = "params",
                    short: dict[str, str] | None = None, paper_chance: float | None = None) -> bytes:
     """Top-1 vs transformer parameters (log x): paper points at the exact paper-scale counts, ours at
@@ -56,16 +71,15 @@ def sharing_figure(long: pd.DataFrame, ours: str, metric: str = "top1", params: 
     p_par, o_par = _pick(long, params, "paper"), _pick(long, params, "ours_mean")
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.subplots()
-    for row, label in labels.items():
+    for row in labels:
         if p_acc.get(row) is not None and p_par.get(row):
             ax.scatter(p_par[row], p_acc[row], color=PAPER_COLOR, marker="o", zorder=3)
-            ax.annotate(label, (p_par[row], p_acc[row]), textcoords="offset points", xytext=(5, 3), fontsize=8,
-                        color=PAPER_COLOR)
         if o_acc.get(row) is not None and o_par.get(row):
             ax.errorbar(o_par[row], o_acc[row], yerr=o_err.get(row) or 0, fmt="s", color=OURS_COLOR, capsize=3,
                         zorder=3)
-            ax.annotate(label, (o_par[row], o_acc[row]), textcoords="offset points", xytext=(5, -11), fontsize=8,
-                        color=OURS_COLOR)
+    for acc, par, dy, color in ((p_acc, p_par, 3, PAPER_COLOR), (o_acc, o_par, -11, OURS_COLOR)):
+        for (x, y), label in _joined_labels(labels, acc, par).items():
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, dy), fontsize=8, color=color)
     ax.scatter([], [], color=PAPER_COLOR, marker="o", label="paper (poster, Kinetics-Sounds)")
     ax.scatter([], [], color=OURS_COLOR, marker="s", label=f"{ours} (± 95 % CI)")
     _chance_lines(ax, _chance(long, metric), paper_chance)

@@ -2,6 +2,7 @@
 file, the key and the expectation (the launcher relies on them to refuse a sweep before submitting)."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -226,3 +227,30 @@ def test_profile_override_selects_the_profile(tmp_path):
     assert cfg.pretrain.steps_per_epoch != load_config(run, [], profile="tiny").pretrain.steps_per_epoch
     with pytest.raises(ConfigError, match="profile given twice"):
         load_config(run, ["profile=smoke"], profile="tiny")
+
+
+def test_print_config_names_the_layer_of_every_value(tmp_path, capsys):
+    """`run.py --print-config` / `launch.py --print-config`: the resolved config, one line per value, each
+    with where it came from (schema default, profile, RQ delta, run file, its by_profile, override)."""
+    from experiments import launcher, run
+    from experiments.config import explain_config
+
+    lines = dict(ln.split(": ", 1) for ln in explain_config(
+        "experiments/rq1_end_to_end/configs/no_pretrain.yaml", ["pretrain.optim.lr=3e-4"], "tiny").splitlines())
+    assert lines["pretrain.optim.lr"] == "0.0003  # override"
+    assert lines["pretrain.enabled"] == "false  # run experiments/rq1_end_to_end/configs/no_pretrain.yaml"
+    assert lines["model.transformer.layers"] == "2  # profile experiments/profiles/tiny.yaml"
+    assert lines["model.transformer.ln_eps"].endswith("# default (schema.py)")
+    assert lines["downstream[6]"].startswith("{") and "name: av_hand" in lines["downstream[6]"]
+    assert lines["downstream[6]"].endswith("# run experiments/rq1_end_to_end/configs/no_pretrain.yaml by_profile.tiny")
+    rq2 = dict(ln.split(": ", 1) for ln in explain_config("experiments/rq2_fusion/configs/mid.yaml", [], "tiny").splitlines())
+    assert any(v.endswith("# RQ delta experiments/rq2_fusion/configs/_tiny.yaml") for v in rq2.values())
+
+    assert run.main(["--config", "experiments/rq3_sharing/configs/part.yaml", "--print-config", "seed=3",
+                     f"output_root={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    assert "seed: 3  # override" in out and not (tmp_path / "rq3_sharing").exists()  # nothing ran
+    summary = launcher.launch("experiments/rq3_sharing", ["--print-config", "--only", "part", "--seeds", "2",
+                                                          f"output_root={tmp_path}"], out=(buf := io.StringIO()))
+    assert summary.exit_code == 0 and not summary.outcomes
+    assert "# part_seed2 (part.yaml, profile tiny)" in buf.getvalue() and "name: part_seed2  # override" in buf.getvalue()

@@ -101,3 +101,17 @@ def test_two_ranks_under_the_local_executor(tmp_path):
     assert m["world_size"] == 2 and [r["rank"] for r in m["ranks"]] == [0, 1]
     assert {r["source"] for r in m["ranks"]} == {"submitit-local"} and len({r["master"] for r in m["ranks"]}) == 1
     assert m["any_flag"] is True  # rank 1's flag reached rank 0
+
+
+def test_node_list_expansion_without_slurm():
+    """Our fallback for `scontrol show hostnames` (no private submitit helper): ranges, lists, zero padding,
+    several bracket groups, plain names; malformed lists are an error."""
+    from experiments.distributed import expand_nodelist
+
+    assert expand_nodelist("vm") == ["vm"]
+    assert expand_nodelist("gpu[01-03],cpu7") == ["gpu01", "gpu02", "gpu03", "cpu7"]
+    assert expand_nodelist("n[8-10,12]") == ["n8", "n9", "n10", "n12"]
+    assert expand_nodelist("r[1-2]n[07-08]") == ["r1n07", "r1n08", "r2n07", "r2n08"]
+    for bad in ("gpu[01-03", "gpu]1[", "gpu[a-b]"):
+        with pytest.raises(ValueError):
+            expand_nodelist(bad)

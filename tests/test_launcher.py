@@ -97,6 +97,8 @@ def test_local_runs_write_results_from_a_snapshot_and_relaunch_skips(rq, tmp_pat
         assert not (folder / "submitit" / "%j").exists()  # submitit's literal template folder is removed
     assert len({o.job_id for o in summary.outcomes}) == 2 and all(o.job_id for o in summary.outcomes)
     assert "2 ran, 0 skipped, 0 failed" in text and "python tables/make_table1.py --profile tiny" in text
+    runs = " ".join(str(tmp_path / "results" / "rqx" / n) for n in "ab")  # outside the repo: absolute
+    assert f"curves: python tables/plot_curves.py {runs}\n" in text
 
     again, text = run(rq, args(tmp_path))
     assert again.exit_code == 0 and [o.status for o in again.outcomes] == ["skipped", "skipped"]

@@ -20,12 +20,17 @@ def test_cli_prints_heldout_cpp_and_mep_with_chance(capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert [ln.split(":")[0] for ln in lines[:3]] == ["step 1", "step 2", "step 3"]
     assert re.fullmatch(r"mid fusion, part sharing, \S+ negatives, lr \S+ x transformer_lr_scale \S+, "
-                        r"3 steps x 4 clips, [\d.]+ s", lines[-3]), lines[-3]
+                        r"3 steps x 4 clips, [\d.]+ s", lines[-4]), lines[-4]
+    streams = re.fullmatch(r"heldout MEP top-1 per stream: visual (\d\.\d{3}), audio (\d\.\d{3}), multi (\d\.\d{3})",
+                           lines[-3])
+    assert streams, lines[-3]
     cpp = re.fullmatch(r"heldout CPP accuracy (\d\.\d{3}) \(chance 0\.500\)", lines[-2])
     mep = re.fullmatch(r"heldout MEP top-1 (\d\.\d{3}) \(chance 0\.125, ([\d.]+)x\)", lines[-1])  # S = 8
     assert cpp and mep, lines[-2:]
     assert 0 <= float(cpp.group(1)) <= 1 and 0 <= float(mep.group(1)) <= 1
     assert float(mep.group(2)) == pytest.approx(float(mep.group(1)) / 0.125, abs=0.06)
+    # the MEP line is the mean over the three streams (every stream scores the same masked positions)
+    assert float(mep.group(1)) == pytest.approx(sum(float(x) for x in streams.groups()) / 3, abs=0.0015)
 
 
 def test_cli_rejects_bad_counts():

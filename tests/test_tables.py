@@ -301,3 +301,15 @@ def test_table2_paper_profile_splits_mean_std(tmp_path, capsys):
     with pytest.raises(ConfigMismatch, match=r"pretrain\.dataset = 'kinetics700', expected 'audioset'"):
         make_table2.main(["--results", str(bad), "--profile", "paper", "--out", str(tmp_path / "o"), "--quiet",
                           "--format", "md"])
+
+
+def test_sharing_figure_joins_labels_of_points_that_coincide():
+    """Two schemes that are the same model at the tiny depth (None, Multi-2) land on one point: one label
+    "None / Multi-2", not two overlapping ones; distinct points keep their own."""
+    from tables.plots import _joined_labels
+
+    labels = {"none": "None", "multi2": "Multi-2", "part": "Part"}
+    acc = {"none": 88.0, "multi2": 88.0, "part": 90.1}
+    par = {"none": 671040, "multi2": 671040, "part": 61152}
+    assert _joined_labels(labels, acc, par) == {(671040, 88.0): "None / Multi-2", (61152, 90.1): "Part"}
+    assert len(_joined_labels(labels, {**acc, "multi2": 60.0}, par)) == 3  # same size, different accuracy

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from experiments.paths import shown
+
 from .loader import (ConfigError, apply_overrides, build_dataclass, config_hash, deep_merge,
                      load_yaml_with_bases, to_dict)
 from .schema import (CPPConfig, EvalConfig, MEPConfig, NegativesConfig, OptimConfig, PretrainConfig,
@@ -27,12 +29,14 @@ DEFAULT_PROFILE = "tiny"
 __all__ = [
     "ConfigError", "RunConfig", "EvalConfig", "PretrainConfig", "OptimConfig", "MEPConfig", "CPPConfig",
     "NegativesConfig", "RuntimeConfig", "load_config", "resolve_dict", "save_config", "config_hash",
-    "to_dict", "PROFILES", "DEFAULT_PROFILE", "REPO_ROOT",
+    "to_dict", "explain_config", "resolve_layers", "PROFILES", "DEFAULT_PROFILE", "REPO_ROOT",
 ]
 
 
-def resolve_dict(path: str | Path, overrides: list[str] | None = None, profile: str | None = None) -> dict:
-    """Merged plain-dict config (before validation); see the module docstring for the order."""
+def resolve_layers(path: str | Path, overrides: list[str] | None = None, profile: str | None = None
+                   ) -> tuple[dict, list[tuple[str, dict]]]:
+    """The merged plain-dict config (before validation; see the module docstring for the order) and
+    the layers it was merged from, as (where, partial dict) in merge order."""
     path = Path(path)
     run = load_yaml_with_bases(path)
     overrides = list(overrides or [])
@@ -45,19 +49,68 @@ def resolve_dict(path: str | Path, overrides: list[str] | None = None, profile: 
     profile = profile or run.get("profile") or DEFAULT_PROFILE
     if profile not in PROFILES:
         raise ConfigError(f"{path}: unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    merged = load_yaml_with_bases(PROFILES_DIR / f"{profile}.yaml")
+    profile_file = PROFILES_DIR / f"{profile}.yaml"
+    layers = [(f"profile {shown(profile_file)}", load_yaml_with_bases(profile_file))]
     rq_profile = path.resolve().parent / f"_{profile}.yaml"
     if rq_profile.is_file():
-        merged = deep_merge(merged, load_yaml_with_bases(rq_profile))
+        layers.append((f"RQ delta {shown(rq_profile)}", load_yaml_with_bases(rq_profile)))
     by_profile = run.pop("by_profile", {}) or {}
     if not isinstance(by_profile, dict) or set(by_profile) - set(PROFILES):
         raise ConfigError(f"{path}: by_profile must map profile names ({', '.join(PROFILES)}) to mappings")
-    merged = deep_merge(merged, run)
+    layers.append((f"run {shown(path)}", run))
     if isinstance(by_profile.get(profile), dict):
-        merged = deep_merge(merged, by_profile[profile])
+        layers.append((f"run {shown(path)} by_profile.{profile}", by_profile[profile]))
+    merged: dict = {}
+    for _, layer in layers:
+        merged = deep_merge(merged, layer)
     merged["profile"] = profile
     merged.setdefault("name", path.stem)
-    return apply_overrides(merged, overrides)
+    if overrides:
+        layers.append(("override", apply_overrides({}, overrides)))
+    return apply_overrides(merged, overrides), layers
+
+
+def resolve_dict(path: str | Path, overrides: list[str] | None = None, profile: str | None = None) -> dict:
+    """Merged plain-dict config (before validation); see the module docstring for the order."""
+    return resolve_layers(path, overrides, profile)[0]
+
+
+def _leaves(d: dict, prefix: str = "") -> dict[str, object]:
+    """Dotted key -> value; mappings recurse, lists (e.g. downstream) are one leaf."""
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_leaves(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def explain_config(path: str | Path, overrides: list[str] | None = None, profile: str | None = None) -> str:
+    """The fully resolved config, one `key: value  # where it came from` line per leaf (default, profile,
+    RQ delta, run file, override); what `--print-config` prints."""
+    cfg = load_config(path, overrides, profile)
+    _, layers = resolve_layers(path, overrides, profile)
+    origin: dict[str, str] = {"profile": "profile (--profile / the run file / default tiny)",
+                              "name": "the run file's name"}
+    for where, layer in layers:
+        for key in _leaves(layer):
+            origin[key] = where
+            for parent in (k for k in list(origin) if k.startswith(key + ".")):  # a mapping replaced whole
+                origin[parent] = where
+    lines = []
+    for key, value in _leaves(to_dict(cfg)).items():
+        where = origin.get(key) or next((origin[p] for p in _parents(key) if p in origin), "default (schema.py)")
+        items = list(enumerate(value)) if isinstance(value, list) and value and isinstance(value[0], dict) else None
+        for label, v in ([(f"{key}[{i}]", v) for i, v in items] if items else [(key, value)]):
+            text = yaml.safe_dump(v, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
+            lines.append(f"{label}: {text}  # {where}")
+    return "\n".join(lines)
+
+
+def _parents(key: str) -> list[str]:
+    parts = key.split(".")
+    return [".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None, profile: str | None = None) -> RunConfig:

@@ -148,6 +148,9 @@ class RuntimeConfig:
     deterministic: bool = False
     num_threads: int = 0  # torch CPU threads per rank; 0 = leave torch's default
     log_every: int = 20
+    # ours: take the pretrained weights of an identical finished pretraining under the same output_root
+    # (experiments/pretrain_reuse.py) instead of repeating it; results are the same either way
+    reuse_pretraining: bool = True
 
 
 @dataclass

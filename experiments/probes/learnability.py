@@ -14,7 +14,8 @@ and step count (default: the config's pretraining steps).
 
 Held-out metrics (fresh oracle clips, eval mode): CPP accuracy (chance 0.5) and MEP top-1 of the masked
 segment against every other segment of its clip (chance 1/S; the sampler-independent form of
-`AVPretrainObjective.from_embeddings(heldout=True)`). The last two lines printed are those two.
+`AVPretrainObjective.from_embeddings(heldout=True)`; the mean over the MEP streams, each stream's on the
+line before). The last two lines printed are those two.
 """
 from __future__ import annotations
 
@@ -82,15 +83,16 @@ def heldout_metrics(model, objective, oracle: Oracle, sigs: torch.Tensor, batch:
     model.eval()
     objective.eval()
     g = torch.Generator().manual_seed(seed)
-    cpp, mep = [], []
+    rows = []
     for i in range(0, sigs.shape[0], batch):
         ev, ea = oracle(sigs[i:i + batch], g)
         out = objective.from_embeddings(model, ev, ea, g, heldout=True)
-        cpp.append(float(out["cpp_acc"]))
-        mep.append(float(out["mep_acc"]))
+        rows.append({k: float(v) for k, v in out.items() if k == "cpp_acc" or k.startswith("mep_acc")})
     model.train()
     objective.train()
-    return {"cpp_acc": float(np.mean(cpp)), "mep_top1": float(np.mean(mep))}
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+    streams = {k.removeprefix("mep_acc_"): v for k, v in mean.items() if k.startswith("mep_acc_")}
+    return {"cpp_acc": mean["cpp_acc"], "mep_top1": mean["mep_acc"], "mep_top1_streams": streams}
 
 
 def run(cfg, steps: int, seed: int, clip_scale: float = 0.5, noise: float = 0.5, heldout_clips: int = 512,
@@ -168,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{cfg.model.fusion} fusion, {cfg.model.sharing} sharing, {cfg.pretrain.negatives.sampler} negatives, "
           f"lr {cfg.pretrain.optim.lr:g} x transformer_lr_scale {cfg.pretrain.optim.transformer_lr_scale:g}, "
           f"{steps} steps x {res['batch_size']} clips, {time.time() - t0:.1f} s")
+    if len(res["mep_top1_streams"]) > 1:
+        print("heldout MEP top-1 per stream: " + ", ".join(f"{k} {v:.3f}" for k, v in res["mep_top1_streams"].items()))
     print(f"heldout CPP accuracy {res['cpp_acc']:.3f} (chance 0.500)")
     print(f"heldout MEP top-1 {res['mep_top1']:.3f} (chance {res['mep_chance']:.3f}, "
           f"{res['mep_top1'] / res['mep_chance']:.1f}x)")

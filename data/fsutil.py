@@ -1,7 +1,8 @@
-"""Small file-system helpers: atomic writes and an inter-process lock.
+"""Small file-system helpers: atomic writes and an inter-process lock; the one implementation that data,
+model, tables and experiments (`experiments/io_utils.py` re-exports it) all use.
 
-Why here and not shared with experiments/: data/ must stay importable on its own (preparers and the
-generator run without the training code).
+Why in data/: data/ must stay importable on its own (preparers and the generator run without the
+training code), and nothing here imports a project module.
 """
 from __future__ import annotations
 
@@ -52,8 +53,13 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_json(path: str | Path, obj: Any, indent: int = 2) -> None:
+    """Sorted keys, one trailing newline; the data tools' small files (shards, corpus stamps) pass indent=1."""
+    atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=True) + "\n")
 
 
 def read_json(path: str | Path) -> Any:

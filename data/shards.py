@@ -131,7 +131,7 @@ class ShardWriter:
     def _save(self, complete: bool) -> None:
         atomic_write_json(self.folder / MANIFEST, {
             "format": FORMAT, "complete": complete, "total": sum(self.shards.values()),
-            "shards": self.shards, "ids": self.ids, "meta": self.meta, "extra": self.extra})
+            "shards": self.shards, "ids": self.ids, "meta": self.meta, "extra": self.extra}, indent=1)
 
     def close(self) -> None:
         """Finish the open shard and mark the manifest complete (an empty dataset is allowed)."""
@@ -173,7 +173,7 @@ def shard_paths(folder: str | Path, manifest: dict[str, Any] | None = None) -> l
 def write_classes(task_folder: str | Path, classes: list[str], multilabel: bool, **extra: Any) -> None:
     """`classes.json` at the task folder: index -> name, and whether labels are multi-label."""
     atomic_write_json(Path(task_folder) / CLASSES, {"classes": list(classes), "multilabel": bool(multilabel),
-                                                    "num_classes": len(classes), **extra})
+                                                    "num_classes": len(classes), **extra}, indent=1)
 
 
 def read_classes(task_folder: str | Path) -> dict[str, Any]:

@@ -20,7 +20,7 @@ _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:  # `python tables/make_claims.py` from the repo root (or anywhere)
     sys.path.insert(0, _ROOT)
 
-from experiments.io_utils import atomic_write_text  # noqa: E402
+from data.fsutil import atomic_write_text  # noqa: E402
 from tables import claims_spec, make_table1  # noqa: E402
 from tables.aggregate import check_row_config, check_seed_groups  # noqa: E402
 from tables.claims import VERDICTS, judge_all  # noqa: E402

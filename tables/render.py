@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments.io_utils import atomic_write_text
+from data.fsutil import atomic_write_text
 from tables.build import Section
 
 _LATEX_SPECIALS = re.compile(r"[&%$#_{}~^\\]")

@@ -188,7 +188,7 @@ def generate(root: str | Path, cfg: DataConfig, spec: SyntheticSpec | None = Non
     atomic_write_json(root / RECORD, {"version": VERSION, "seed": int(seed), "scale": cfg.resolved_synthetic_scale(),
                                       "render": rp, "spec": spec.to_json(), "clips": counts,
                                       "shards": {"shard_clips": shard_clips, "min_shards": shards},
-                                      "wall_s": round(time.time() - t0, 2)})
+                                      "wall_s": round(time.time() - t0, 2)}, indent=1)
     return root
 
 

@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         atomic_write_json(Path(args.out), {"config": args.config, "profile": args.profile, "seed": args.seed,
                                            "train_clips": len(train["index"]), "test_clips": len(test["index"]),
-                                           "rows": rows})
+                                           "rows": rows}, indent=1)
     print(_table(rows))
     if args.check:
         want = json.loads(Path(args.check).read_text())

@@ -130,6 +130,10 @@ def main(argv: list[str] | None = None, runner: Runner = run_subprocess) -> int:
     except (OSError, json.JSONDecodeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except (KeyError, TypeError, AttributeError) as e:
+        print(f"error: {path} is not a claims file of `python tables/make_claims.py` ({type(e).__name__}: {e})",
+              file=sys.stderr)
+        return 2
     seed = row["seeds"][0] if args.seed is None else args.seed
     if seed < 0:
         print(f"error: --seed {seed}: seeds are >= 0", file=sys.stderr)

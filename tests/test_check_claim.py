@@ -66,12 +66,15 @@ def test_outside_the_interval_fails(claims, tmp_path, capsys):
 def test_bad_arguments_exit_2_before_any_run(claims, tmp_path, capsys):
     calls = []
     runner = fake_runner({}, calls)
+    bad = tmp_path / "other.json"
+    bad.write_text(json.dumps([{"claim": "x"}]))
     for argv, msg in ((["--claim", "fusion >", "--claims", str(claims)], None),  # ok text, but dry-run below
                       (["--claim", "9", "--claims", str(claims)], "there are 2 claims"),
                       (["--claim", "e", "--claims", str(claims)], "matches 2 claims"),
                       (["--claim", "1", "--claims", str(tmp_path / "none.json")], "none.json"),
                       (["--claim", "1", "--claims", str(claims), "--seed", "-1"], "seeds are >= 0"),
-                      (["--claim", "1", "--claims", str(claims), "--out", "results"], "quoted run folders")):
+                      (["--claim", "1", "--claims", str(claims), "--out", "results"], "quoted run folders"),
+                      (["--claim", "1", "--claims", str(bad)], "is not a claims file")):
         if msg is None:
             assert check_claim.main([*argv, "--dry-run"], runner=runner) == 0
             assert "pass if A - B lies in" in capsys.readouterr().out

@@ -372,5 +372,8 @@ def wait_for(summary: Summary, *, timeout_s: float | None = None, poll_s: float 
 
 
 def main(rq_dir: Path | str, argv: list[str] | None = None) -> int:
+    from experiments import logs
+
+    logs.configure(0)  # the launcher is one process; it generates the synthetic data (the `data` logger)
     summary = launch(rq_dir, sys.argv[1:] if argv is None else argv)
     return summary.exit_code

@@ -165,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError) as e:  # as launch.py: the message, exit 2, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
+    from experiments import distributed, logs
+
+    logs.configure(distributed.resolve_env().rank)
     preemption.install()
     preemption.shield_forked_children()  # srun/scancel signal every process; workers must not act
     try:

@@ -45,7 +45,7 @@ from typing import Any, Callable
 
 import submitit
 
-from experiments import distributed, preemption
+from experiments import distributed, logs, preemption
 
 DEFAULT_TARGET = "experiments.run:execute"
 MANAGED_EXECUTORS = ("slurm", "local")  # submitit executors whose jobs can requeue themselves
@@ -98,6 +98,7 @@ class RunJob(submitit.helpers.Checkpointable):
             preemption.defer_in_step(submitit.JobEnvironment._usr_sig())  # never save inside a step
             preemption.shield_forked_children()
         env = distributed.setup()
+        logs.configure(env.rank)
         print(f"[RunJob] {cfg.rq}/{cfg.name} target={self.target} rank={env.rank}/{env.world_size} "
               f"({env.source}) threads={threads or 'default'} restart={os.environ.get('SLURM_RESTART_COUNT', '0')} "
               f"code={Path(__file__).resolve().parents[1]} root={os.environ.get('AVBERT_ROOT', '-')} "

@@ -254,3 +254,11 @@ def test_print_config_names_the_layer_of_every_value(tmp_path, capsys):
                                                           f"output_root={tmp_path}"], out=(buf := io.StringIO()))
     assert summary.exit_code == 0 and not summary.outcomes
     assert "# part_seed2 (part.yaml, profile tiny)" in buf.getvalue() and "name: part_seed2  # override" in buf.getvalue()
+
+
+def test_hand_run_configs_outside_the_sweeps_load():
+    """Configs run by hand (not under configs/, so no launcher picks them up) validate too."""
+    scratch = load_config("experiments/rq1_end_to_end/supervised/scratch.yaml", profile="tiny")
+    assert (scratch.rq, scratch.name, scratch.pretrain.enabled) == ("supervised", "scratch", False)
+    assert [(e.name, e.protocol, e.init) for e in scratch.downstream] == [("av", "finetune", "random"),
+                                                                          ("bind", "finetune", "random")]

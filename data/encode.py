@@ -92,6 +92,7 @@ class Mp4Encoder:
             if opts.audio_bitrate:
                 self._a.bit_rate = opts.audio_bitrate
         if self._v is None and self._a is None:
+            self._c.close()
             raise ValueError("an mp4 needs a video or an audio stream")
 
     def add_frames(self, frames: np.ndarray) -> None:

@@ -19,6 +19,7 @@ Broken samples never stop training: they are counted by reason (data.skipped) an
 """
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import random
@@ -174,6 +175,10 @@ class Loader:
         kw: dict[str, Any] = {}
         if self.num_workers > 0:
             kw = {"prefetch_factor": self.prefetch_factor, "worker_init_fn": _worker_init}
+            # free this process's unreachable objects before the workers fork: a forked worker that
+            # garbage-collects an inherited PyAV container (an unfinished encoder, say) waits forever on
+            # the parent's codec threads, which do not exist in the child (seen: a hung test suite)
+            gc.collect()
         dl = DataLoader(self.dataset, batch_size=None, num_workers=self.num_workers, pin_memory=self.pin_memory,
                         persistent_workers=False, **kw)
         for batch in dl:

@@ -30,7 +30,7 @@ from tables.stats import mean_ci, t975  # noqa: E402
 
 DEFAULT_CLAIMS = "results/tiny/claims.json"
 
-Runner = Callable[[list[str]], dict]  # run.py argv -> the run's metrics.json
+Runner = Callable[[list[str], Path], dict]  # (run.py argv, its metrics.json path) -> the metrics
 
 
 def pick_claim(rows: list[dict], key: str) -> dict:
@@ -55,25 +55,24 @@ def prediction_interval(diffs: list[float]) -> tuple[float, float]:
     return st.mean - half, st.mean + half
 
 
-def run_argv(row: dict, arm: str, seed: int, out: Path) -> list[str]:
-    """run.py command line of one arm ('a' or 'b') at `seed`, written under `out` (launcher naming)."""
+def run_argv(row: dict, arm: str, seed: int, out: Path) -> tuple[list[str], Path]:
+    """run.py command line of one arm ('a' or 'b') at `seed`, written under `out` (launcher naming), and
+    the metrics.json it writes."""
     base = row["run_a"] if arm == "a" else row["run_b"]
     config = Path("experiments") / row["rq"] / "configs" / f"{base}.yaml"
     name = base if seed == 0 else f"{base}_seed{seed}"
     profile = (row.get("profile") or "tiny").split()[0]
-    return [sys.executable, "experiments/run.py", "--config", str(config), "--profile", profile,
+    argv = [sys.executable, "experiments/run.py", "--config", str(config), "--profile", profile,
             f"seed={seed}", f"name={name}", f"output_root={out}"]
+    return argv, out / row["rq"] / name / "metrics.json"
 
 
-def run_subprocess(argv: list[str]) -> dict:
+def run_subprocess(argv: list[str], metrics: Path) -> dict:
     """Run one arm with run.py (progress on this terminal); its metrics.json."""
     proc = subprocess.run(argv, cwd=repo_root(), stdout=subprocess.PIPE, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}")
-    out = Path(next(a.split("=", 1)[1] for a in argv if a.startswith("output_root=")))
-    rq = argv[argv.index("--config") + 1].split("/")[1]
-    name = next(a.split("=", 1)[1] for a in argv if a.startswith("name="))
-    return json.loads((out / rq / name / "metrics.json").read_text())
+    return json.loads(metrics.read_text())
 
 
 def arm_value(metrics: dict, eval_name: str, metric: str) -> float:
@@ -92,9 +91,9 @@ def check(row: dict, seed: int, out: Path, runner: Runner = run_subprocess) -> t
     quoted = dict(zip(row["seeds"], zip(row["values_a"], row["values_b"])))
     new = {}
     for arm, eval_name in (("a", row["eval"]), ("b", row.get("eval_b") or row["eval"])):
-        argv = run_argv(row, arm, seed, out)
+        argv, metrics = run_argv(row, arm, seed, out)
         print(f"running: {' '.join(argv[1:])}", flush=True)
-        new[arm] = arm_value(runner(argv), eval_name, row["metric"])
+        new[arm] = arm_value(runner(argv, metrics), eval_name, row["metric"])
     diff = new["a"] - new["b"]
     lines = [f"claim: {row['claim']} ({row['rq']}: {row['run_a']} - {row['run_b']}, {row['eval']} {row['metric']})"]
     if seed in quoted:
@@ -143,7 +142,7 @@ def main(argv: list[str] | None = None, runner: Runner = run_subprocess) -> int:
         return 2
     if args.dry_run:
         for arm in ("a", "b"):
-            print(" ".join(run_argv(row, arm, seed, out)[1:]))
+            print(" ".join(run_argv(row, arm, seed, out)[0][1:]))
         print(f"pass if A - B lies in [{low:+.2f}, {high:+.2f}]")
         return 0
     try:

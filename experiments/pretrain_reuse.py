@@ -16,7 +16,6 @@ the source's pretraining lines of log.jsonl, and the source's pretraining summar
 """
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil
@@ -25,21 +24,15 @@ from pathlib import Path
 import torch
 import yaml
 
-from experiments.config import config_hash
+from experiments.config import config_hash, without_keys
 
-# config keys that never change what pretraining computes (the run's result hash drops the same ones)
-NON_PRETRAIN = ("runtime.log_every", "runtime.reuse_pretraining", "data.num_workers")
 PRETRAIN_SECTIONS = ("model", "pretrain", "data", "runtime", "seed")
 
 
 def pretrain_key(config: dict) -> str:
-    """Hash of what decides the pretrained weights, from a resolved config dict (to_dict / config.yaml)."""
-    d = {k: copy.deepcopy(config.get(k)) for k in PRETRAIN_SECTIONS}
-    for dotted in NON_PRETRAIN:
-        section, key = dotted.split(".")
-        if isinstance(d.get(section), dict):
-            d[section].pop(key, None)
-    return config_hash(d)
+    """Hash of what decides the pretrained weights, from a resolved config dict (to_dict / config.yaml):
+    its pretraining sections without the keys that never change a result (as the run's result hash)."""
+    return config_hash(without_keys({k: config.get(k) for k in PRETRAIN_SECTIONS}))
 
 
 def _summary(folder: Path) -> dict | None:

@@ -23,7 +23,7 @@ import time
 
 from experiments import paths, preemption, run_lock
 from experiments.config import (ConfigError, RunConfig, config_hash, explain_config, load_config, save_config,
-                                to_dict)
+                                to_dict, without_keys)
 from experiments.io_utils import atomic_write_json
 
 PARTIAL = "metrics.partial.json"
@@ -31,12 +31,7 @@ PARTIAL = "metrics.partial.json"
 
 def result_hash(cfg: RunConfig) -> str:
     """Hash of everything that can change a result (not where results go, not logging cadence)."""
-    d = to_dict(cfg)
-    d.pop("output_root", None)
-    d["runtime"].pop("log_every", None)
-    d["runtime"].pop("reuse_pretraining", None)
-    d["data"].pop("num_workers", None)
-    return config_hash(d)
+    return config_hash(without_keys(to_dict(cfg)))
 
 
 def run_dir(cfg: RunConfig) -> Path:
@@ -158,10 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("overrides", nargs="*", help="dotted overrides, e.g. pretrain.optim.lr=1e-4")
     args = ap.parse_args(argv)
     try:
-        cfg = load_config(args.config, args.overrides, args.profile)
         if args.print_config:
             print(explain_config(args.config, args.overrides, args.profile))
             return 0
+        cfg = load_config(args.config, args.overrides, args.profile)
     except (ConfigError, FileNotFoundError) as e:  # as launch.py: the message, exit 2, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -11,7 +11,8 @@ from tables.results_io import ConfigMismatch, ResultsError, RunRecord, get_path
 from tables.spec import MetricCol, RowSpec, RunCol
 from tables.stats import mean_ci
 
-# Keys that may differ between seeds of one row (mirrors experiments/run.py result_hash + name/seed).
+# Keys that may differ between seeds of one row: experiments.config.NON_RESULT_KEYS (mirrored, tables do not
+# import experiments) + name and seed.
 SEED_FREE_KEYS = ("name", "seed", "output_root", "runtime.log_every", "runtime.reuse_pretraining", "data.num_workers")
 
 

@@ -26,10 +26,10 @@ def claims(tmp_path):
 
 
 def fake_runner(values: dict[str, float], calls: list):
-    def run(argv):
+    def run(argv, metrics):
         calls.append(argv)
-        name = next(a.split("=", 1)[1] for a in argv if a.startswith("name="))
-        return {"downstream": {"bind": {"top1": values[name.split("_seed")[0]]}}}
+        assert metrics.name == "metrics.json" and metrics.parent.name in " ".join(argv)  # the run's own folder
+        return {"downstream": {"bind": {"top1": values[metrics.parent.name.split("_seed")[0]]}}}
     return run
 
 

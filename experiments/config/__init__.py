@@ -10,6 +10,7 @@ then validates the result into a RunConfig, raising ConfigError on any unknown k
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import yaml
@@ -29,7 +30,7 @@ DEFAULT_PROFILE = "tiny"
 __all__ = [
     "ConfigError", "RunConfig", "EvalConfig", "PretrainConfig", "OptimConfig", "MEPConfig", "CPPConfig",
     "NegativesConfig", "RuntimeConfig", "load_config", "resolve_dict", "save_config", "config_hash",
-    "to_dict", "explain_config", "resolve_layers", "PROFILES", "DEFAULT_PROFILE", "REPO_ROOT",
+    "to_dict", "explain_config", "resolve_layers", "NON_RESULT_KEYS", "without_keys", "PROFILES", "DEFAULT_PROFILE", "REPO_ROOT",
 ]
 
 
@@ -89,15 +90,12 @@ def _leaves(d: dict, prefix: str = "") -> dict[str, object]:
 def explain_config(path: str | Path, overrides: list[str] | None = None, profile: str | None = None) -> str:
     """The fully resolved config, one `key: value  # where it came from` line per leaf (default, profile,
     RQ delta, run file, override); what `--print-config` prints."""
-    cfg = load_config(path, overrides, profile)
-    _, layers = resolve_layers(path, overrides, profile)
+    data, layers = resolve_layers(path, overrides, profile)
+    cfg = build_dataclass(RunConfig, data, source=_source(path, overrides))
     origin: dict[str, str] = {"profile": "profile (--profile / the run file / default tiny)",
                               "name": "the run file's name"}
-    for where, layer in layers:
-        for key in _leaves(layer):
-            origin[key] = where
-            for parent in (k for k in list(origin) if k.startswith(key + ".")):  # a mapping replaced whole
-                origin[parent] = where
+    for where, layer in layers:  # later layers win, as in the merge
+        origin.update(dict.fromkeys(_leaves(layer), where))
     lines = []
     for key, value in _leaves(to_dict(cfg)).items():
         where = origin.get(key) or next((origin[p] for p in _parents(key) if p in origin), "default (schema.py)")
@@ -115,9 +113,31 @@ def _parents(key: str) -> list[str]:
 
 def load_config(path: str | Path, overrides: list[str] | None = None, profile: str | None = None) -> RunConfig:
     """Load, merge and validate one run config. Raises ConfigError naming file, key and expected type."""
-    data = resolve_dict(path, overrides, profile)
-    source = str(path) + (f" (+ overrides {' '.join(overrides)})" if overrides else "")
-    return build_dataclass(RunConfig, data, source=source)
+    return build_dataclass(RunConfig, resolve_dict(path, overrides, profile), source=_source(path, overrides))
+
+
+def _source(path: str | Path, overrides: list[str] | None) -> str:
+    """How a config error names where the config came from."""
+    return str(path) + (f" (+ overrides {' '.join(overrides)})" if overrides else "")
+
+
+# resolved-config keys that never change a result: where results go, logging cadence, loader workers and
+# whether an identical pretraining is reused (experiments/run.py result_hash, experiments/pretrain_reuse.py;
+# tables/aggregate.py SEED_FREE_KEYS mirrors them, since tables do not import experiments)
+NON_RESULT_KEYS = ("output_root", "runtime.log_every", "runtime.reuse_pretraining", "data.num_workers")
+
+
+def without_keys(config: dict, dotted: tuple[str, ...] = NON_RESULT_KEYS) -> dict:
+    """A deep copy of a resolved config dict without the given dotted keys (missing ones are fine)."""
+    out = copy.deepcopy(config)
+    for key in dotted:
+        *parents, last = key.split(".")
+        node = out
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return out
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:

@@ -71,6 +71,12 @@ class DataConfig:
     # decoding seeks instead of reading through when the next needed frame is this far ahead (ours)
     seek_threshold_s: float = 2.0
     shuffle_initial: int = 0  # samples buffered before the first one is yielded; 0 = shuffle_buffer // 2
+    # where video crops become normalised float32 (ours): "step" = workers deliver uint8 frames
+    # [..., T, H, W, 3] and the training / evaluation step normalises them on its device (4x fewer bytes
+    # through the DataLoader and to the GPU; at paper size the float conversion is most of a worker's
+    # transform time); "worker" = batches carry float32 [..., 3, T, H, W] as the model takes them.
+    # The same values either way (data.transforms.video_input).
+    normalize_video: Literal["step", "worker"] = "step"
 
     def resolved_synthetic_scale(self) -> str:
         if self.synthetic_scale != "auto":

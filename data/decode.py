@@ -16,7 +16,9 @@ slower on small frames.
 Audio: mono (mean over channels, as released), resampled to the target rate when the stream differs
 (torchaudio.functional.resample), cropped at the clip duration (drops the AAC encoder's end padding),
 windows addressed in samples at the target rate with time 0 = container time 0 (same origin as the
-video timestamps), so segment t's audio covers exactly its frames' span.
+video timestamps), so segment t's audio covers exactly its frames' span. With both modalities wanted,
+audio packets are collected during the video's demux pass (AudioStash) unless the video seeks; the
+samples are the same either way (tests/test_data_shards.py).
 """
 from __future__ import annotations
 
@@ -82,81 +84,132 @@ def _rgb(scaler: VideoReformatter, frame) -> np.ndarray:
     return scaler.reformat(frame, format="rgb24", threads=_SWS_THREADS).to_ndarray()
 
 
-def _frames_at(c, stream, times: np.ndarray, seek_threshold_s: float) -> list[np.ndarray]:
-    """RGB frames for sorted target times (seconds): nearest decoded frame, seeking over gaps."""
+class AudioStash:
+    """Audio packets read while the video pass demuxes the file, so audio needs no second pass over it
+    (a second demux of a paper-size clip cost ~5 ms, as much as decoding its AAC). Valid only while the
+    video pass has not seeked; then the audio frames are the stashed packets' and the rest of the file's."""
+
+    def __init__(self, stream):
+        self.stream, self.packets, self.valid, self.at_end = stream, [], True, False
+
+    def invalidate(self) -> None:
+        self.packets, self.valid = [], False
+
+    def frames(self, c):
+        for packet in self.packets:
+            yield from packet.decode()
+        self.packets = []
+        if not self.at_end:  # (at the end, the flushing packet is among the stashed ones)
+            for packet in c.demux(self.stream):  # continues from where the video pass stopped reading
+                yield from packet.decode()
+
+
+def _video_frames(c, stream, stash: AudioStash | None):
+    """c.decode(stream), keeping the audio packets it reads in `stash`."""
+    if stash is None:
+        yield from c.decode(stream)
+        return
+    for packet in c.demux(stream, stash.stream):
+        if packet.stream is stream:  # (not stream_index: end-of-stream packets carry index 0)
+            yield from packet.decode()
+        elif stash.valid:
+            stash.packets.append(packet)
+    stash.at_end = True
+
+
+def _frames_at(c, stream, times: np.ndarray, seek_threshold_s: float, stash: AudioStash | None = None
+               ) -> np.ndarray:
+    """uint8 RGB frames [len(times), H, W, 3] for sorted target times (seconds): nearest decoded frame,
+    seeking over gaps. Each frame is converted straight into the output array (one copy per frame, while
+    it is in cache: stacking a list afterwards copied a paper-size clip's 49 MB again)."""
     scaler = VideoReformatter()  # one swscale context for the clip (re-set up by swscale if the size changes)
     tb = float(stream.time_base)
     rate = float(stream.average_rate) if stream.average_rate else 0.0
     tol = 0.5 / rate if rate > 0 else 1e-3
-    out: list[np.ndarray | None] = [None] * len(times)
+    out: np.ndarray | None = None
+
+    def put(j0: int, j1: int, frame) -> None:
+        """Targets j0..j1-1 get `frame`."""
+        nonlocal out
+        img = _rgb(scaler, frame)
+        if out is None:
+            out = np.empty((len(times), *img.shape), dtype=np.uint8)
+        elif img.shape != out.shape[1:]:
+            raise CorruptClip(f"frame size changes inside the clip: {sorted({img.shape, out.shape[1:]})}")
+        out[j0:j1] = img
+
     j = 0
-    last_img = None
+    last = None
     while j < len(times):
         if times[j] > seek_threshold_s:
             c.seek(max(0, int((times[j] - tol) / tb)), stream=stream, backward=True, any_frame=False)
-        prev, prev_img = None, None
+            if stash is not None:
+                stash.invalidate()
+        prev = None
         reseek = False
-        for frame in c.decode(stream):
+        j_run = j  # targets served before this run
+        for frame in _video_frames(c, stream, stash):
             if frame.pts is None:
                 continue
             ft = frame.pts * tb
-            while j < len(times) and ft > times[j] + tol:
-                if prev is None:  # target before the first decoded frame: use this one
-                    prev, prev_img = frame, None
-                if prev_img is None:
-                    prev_img = _rgb(scaler, prev)
-                out[j] = prev_img
-                j += 1
+            j1 = j
+            while j1 < len(times) and ft > times[j1] + tol:
+                j1 += 1
+            if j1 > j:
+                put(j, j1, frame if prev is None else prev)  # before the first decoded frame: this one
+                j = j1
             if j >= len(times):
                 break
-            if times[j] - ft > seek_threshold_s:  # a long gap: seek instead of decoding through it
+            # a long gap: seek instead of decoding through it; not before this run has served a target (the
+            # seek would land on the same keyframe again: keyframes further apart than the threshold,
+            # e.g. x264's default 10 s on real footage, made this loop forever)
+            if j > j_run and times[j] - ft > seek_threshold_s:
                 reseek = True
-                prev, prev_img = frame, None
+                prev = frame
                 break
-            prev, prev_img = frame, None
+            prev = frame
         if reseek:
             continue
         if j < len(times):  # stream ended: targets past the end repeat the last frame
-            if prev is None and last_img is None:
+            last = prev if prev is not None else last
+            if last is None:
                 break
-            if prev is not None:
-                last_img = _rgb(scaler, prev)
-            while j < len(times):
-                out[j] = last_img
-                j += 1
-    if any(o is None for o in out):
+            put(j, len(times), last)
+            j = len(times)
+    if out is None or j < len(times):
         raise CorruptClip("no decodable video frames")
-    return out  # type: ignore[return-value]
+    return out
 
 
-def decode_video(c, frame_idx: np.ndarray, fps: float, seek_threshold_s: float = 2.0) -> np.ndarray:
-    """uint8 frames [*frame_idx.shape, H, W, 3] for integer frame indices at `fps`."""
+def decode_video(c, frame_idx: np.ndarray, fps: float, seek_threshold_s: float = 2.0,
+                 stash: AudioStash | None = None) -> np.ndarray:
+    """uint8 frames [*frame_idx.shape, H, W, 3] for integer frame indices at `fps`; audio packets read on the
+    way go to `stash`."""
     if not c.streams.video:
         raise NoVideoStream("clip has no video stream")
     stream = c.streams.video[0]
     stream.thread_type = "SLICE"
     idx = np.asarray(frame_idx, dtype=np.int64)
     uniq, inverse = np.unique(idx, return_inverse=True)
-    imgs = _frames_at(c, stream, uniq / float(fps), seek_threshold_s)
-    shapes = {im.shape for im in imgs}
-    if len(shapes) != 1:
-        raise CorruptClip(f"frame size changes inside the clip: {sorted(shapes)}")
-    frames = np.stack(imgs)
+    frames = _frames_at(c, stream, uniq / float(fps), seek_threshold_s, stash)
+    if uniq.size == idx.size and np.array_equal(uniq, idx.reshape(-1)):  # sorted, distinct (pretraining): no copy
+        return frames.reshape(*idx.shape, *frames.shape[1:])
     return frames[inverse.reshape(-1)].reshape(*idx.shape, *frames.shape[1:])
 
 
 def _to_planar_float(frame) -> np.ndarray:
     """[channels, n] float32 for any PyAV audio frame format."""
-    if frame.format.name != "fltp":
+    if frame.format.name != "fltp":  # (AAC decodes to fltp: no conversion)
         frame = av.AudioResampler(format="fltp", layout=frame.layout, rate=frame.sample_rate).resample(frame)[0]
     return frame.to_ndarray().astype(np.float32, copy=False)
 
 
 def decode_audio(c, starts: np.ndarray, length: int, rate: int, duration: float | None = None,
-                 seek_threshold_s: float = 2.0) -> np.ndarray:
+                 seek_threshold_s: float = 2.0, stash: AudioStash | None = None) -> np.ndarray:
     """float32 mono windows [*starts.shape, length]; `starts` in samples at `rate` from time 0.
 
-    Samples outside the decoded audio (before its start, after `duration`) are zeros.
+    Samples outside the decoded audio (before its start, after `duration`) are zeros. A valid `stash` (from
+    the video pass) is decoded from the file's start with no second demux; otherwise the file is re-read.
     """
     if not c.streams.audio:
         raise NoAudioStream("clip has no audio stream")
@@ -166,20 +219,31 @@ def decode_audio(c, starts: np.ndarray, length: int, rate: int, duration: float 
     if duration:
         hi_s = min(hi_s, float(duration))
     preroll = 0.5  # AAC needs the previous frame to decode the first one after a seek
-    if lo_s - preroll > seek_threshold_s:
-        c.seek(max(0, int((lo_s - preroll) / float(stream.time_base))), stream=stream, backward=True)
-    chunks, t0, src_rate = [], None, None
-    for frame in c.decode(stream):
+    if stash is not None and stash.valid:
+        frames = stash.frames(c)
+    else:
+        if stash is not None:
+            c.seek(0)  # rewind: the video pass read on
+        if lo_s - preroll > seek_threshold_s:
+            c.seek(max(0, int((lo_s - preroll) / float(stream.time_base))), stream=stream, backward=True)
+        frames = c.decode(stream)
+    # a 30 s AAC track is ~1,300 frames: the loop keeps per-frame Python work to a minimum (float time
+    # base, no Fraction arithmetic; mono frames read in place, concatenated once)
+    chunks, t0, src_rate, tb = [], None, None, 0.0
+    for frame in frames:
         if frame.pts is None:
             continue
-        ft = float(frame.pts * frame.time_base)
         if t0 is None:
-            t0, src_rate = ft, int(frame.sample_rate)
-        elif int(frame.sample_rate) != src_rate:
+            tb, src_rate = float(frame.time_base), int(frame.sample_rate)
+            t0 = frame.pts * tb
+        elif frame.sample_rate != src_rate:
             raise CorruptClip("audio sample rate changes inside the clip")
-        arr = _to_planar_float(frame)
-        chunks.append(arr.mean(axis=0))
-        if ft + arr.shape[1] / src_rate >= hi_s:
+        if frame.format.name == "fltp" and len(frame.planes) == 1:  # mono AAC: the samples, no copy
+            mono = np.frombuffer(frame.planes[0], dtype=np.float32, count=frame.samples)
+        else:
+            mono = _to_planar_float(frame).mean(axis=0)
+        chunks.append(mono)
+        if frame.pts * tb + mono.shape[0] / src_rate >= hi_s:
             break
     if not chunks:
         raise CorruptClip("no decodable audio frames")
@@ -216,13 +280,13 @@ def decode_clip(data: bytes, frame_idx: np.ndarray | None = None, fps: float = 0
         raise CorruptClip("empty mp4")
     c = _open(data)
     try:
-        video = audio = None
+        video = audio = stash = None
         if frame_idx is not None:
-            video = decode_video(c, frame_idx, fps, seek_threshold_s)
+            if audio_starts is not None and c.streams.audio and c.streams.video:
+                stash = AudioStash(c.streams.audio[0])  # one demux pass for both, unless the video seeks
+            video = decode_video(c, frame_idx, fps, seek_threshold_s, stash)
         if audio_starts is not None:
-            if frame_idx is not None and c.streams.audio:
-                c.seek(0)  # rewind: audio is demuxed in a second pass
-            audio = decode_audio(c, audio_starts, audio_length, audio_rate, duration, seek_threshold_s)
+            audio = decode_audio(c, audio_starts, audio_length, audio_rate, duration, seek_threshold_s, stash)
         return Decoded(video, audio)
     except ClipError:
         raise

@@ -31,14 +31,15 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from data.config import DataConfig
+from data.config import DataConfig, VideoConfig
 from data.errors import ClipError
 from data.samples import SampleSpec, collate, process_sample
 from data.shards import MANIFEST, read_classes, read_manifest
 from data.skipped import KEY, count_in_worker, drain_worker, record, report_skipped, skipped_summary
 from data.slots import plan_slot, slot_stream, warn_fallback
+from data.transforms import video_input
 
-__all__ = ["make_pretrain_loader", "make_downstream_loader", "Loader", "report_skipped", "skipped_summary",
+__all__ = ["make_pretrain_loader", "make_downstream_loader", "model_inputs", "Loader", "report_skipped", "skipped_summary",
            "resolve_folder", "task_folder"]
 
 log = logging.getLogger("data")
@@ -171,6 +172,11 @@ class Loader:
             return self.num_batches
         return math.ceil(self.num_samples / max(1, self.dataset.batch_size * self.dataset.world_size))
 
+    def model_inputs(self, batch: dict[str, Any], device: torch.device | str = "cpu"
+                     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """model_inputs(batch, <this loader's video config>, device)."""
+        return model_inputs(batch, self.dataset.cfg.video, device)
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
         kw: dict[str, Any] = {}
         if self.num_workers > 0:
@@ -242,13 +248,26 @@ def _make(folder: Path, man: dict[str, Any], cfg: DataConfig, spec: SampleSpec, 
                   multilabel=None if classes is None else bool(classes["multilabel"]))
 
 
+def model_inputs(batch: dict[str, Any], video_cfg: VideoConfig, device: torch.device | str = "cpu"
+                 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(video, audio) of a loader batch on `device`, as the model takes them: uint8 frames
+    (data.normalize_video "step") are normalised there, after the copy; absent ones are None."""
+    video, audio = batch.get("video"), batch.get("audio")
+    if video is not None:
+        video = video_input(video, video_cfg, device)
+    if audio is not None:
+        audio = audio.to(device, non_blocking=True)
+    return video, audio
+
+
 def make_pretrain_loader(data_cfg: DataConfig, folder: str | Path, batch_size: int, batches_per_epoch: int,
                          rank: int = 0, world_size: int = 1, seed: int = 0, epoch: int = 0, skip_batches: int = 0,
                          num_workers: int | None = None, pin_memory: bool = False,
                          shuffle_buffer: int | None = None) -> Loader:
     """Unlabelled clips as S = data_cfg.segments contiguous segments, both modalities:
     {"video": [B,S,3,T,crop,crop], "audio": [B,S,1,F,Tm], "key": list[str]}; exactly
-    `batches_per_epoch - skip_batches` batches on every rank."""
+    `batches_per_epoch - skip_batches` batches on every rank. With data_cfg.normalize_video "step" the
+    video is uint8 frames [B,S,T,crop,crop,3]; `Loader.model_inputs` gives what the model takes."""
     folder = resolve_folder(folder)
     man = read_manifest(folder)
     spec = SampleSpec(mode="pretrain", segments=data_cfg.segments, modalities=MODALITIES)
@@ -269,6 +288,8 @@ def make_downstream_loader(data_cfg: DataConfig, task_folder: str | Path, split:
       {"video": [B,S,3,T,crop,crop], "audio": [B,S,1,F,Tm], "label": int64 [B] | "labels": float32 [B,C]}.
     train=False: one deterministic pass, V = temporal_views * spatial_crops views per clip (view
       v = temporal_view * spatial_crops + crop): {"video": [B,V,S,3,T,ts,ts], "audio": [B,V,S,1,F,Tm], ...}.
+    Video as in make_pretrain_loader: uint8 [..., T, H, W, 3] frames with normalize_video "step";
+    `Loader.model_inputs` gives what the model takes.
     `modalities` (default: those every clip of the split carries, sizes.json meta "modalities") picks what
     is decoded; ones no clip carries are dropped and are not in the batch; clips lacking a requested one
     are skipped (no_audio / no_video).

@@ -253,7 +253,10 @@ def main(argv: list[str] | None = None) -> int:
                         "pretraining clip less the loader's short tolerance, others one segment)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of train carved into val when there is none")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--crf", type=int, default=23)
+    p.add_argument("--crf", type=int, default=EncodeOptions.crf)
+    p.add_argument("--preset", default=EncodeOptions.preset,
+                   choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"),
+                   help="x264 preset (data.bench_prepare measures speed, size and quality per preset)")
     p.add_argument("--maxsize", type=float, default=1e9, help="bytes per shard (~1 GB)")
     p.add_argument("--maxcount", type=int, default=100_000)
     p.add_argument("--shards", type=int, default=DEFAULT_SHARDS,
@@ -277,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     min_seconds = a.min_seconds if a.min_seconds is not None else default_min_seconds(a.dataset, clip_seconds,
                                                                                         a.fps, d)
     target = Target(fps=a.fps, short_side=a.short_side, audio_rate=a.audio_rate, need_video=man.needs_video,
-                    need_audio=man.needs_audio, min_seconds=min_seconds, options=EncodeOptions(crf=a.crf))
+                    need_audio=man.needs_audio, min_seconds=min_seconds, options=EncodeOptions(crf=a.crf, preset=a.preset))
     files = FileIndex(Path(a.videos), AUDIO_EXTS if man.audio_only else VIDEO_EXTS + AUDIO_EXTS)
     only = a.split if a.split in SPLITS else None
     # what the clips should carry; each split's sizes.json then records what they actually carry

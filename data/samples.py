@@ -11,12 +11,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import default_collate
 
 from data.config import DataConfig
 from data.decode import decode_clip, probe
 from data.errors import BadMetadata, NoAudioStream, NoVideoStream
 from data.sampling import downstream_plan, pretrain_plan
-from data.transforms import log_mel, spec_augment, video_test, video_train
+from data.transforms import log_mel, normalize_video, spec_augment, video_test_frames, video_train_frames
 
 
 @dataclass
@@ -86,7 +87,8 @@ def _plan(meta: dict[str, Any], cfg: DataConfig, spec: SampleSpec, rng: np.rando
 
 def process_sample(sample: dict[str, Any], cfg: DataConfig, spec: SampleSpec,
                    seed: np.random.SeedSequence | None = None, check: bool = False) -> dict[str, Any] | None:
-    """Tensors for one clip: video [S,3,T,H,W] / audio [S,1,F,Tm] (eval: [V,S,...]), label(s), key.
+    """Tensors for one clip: video float [S,3,T,H,W] or, with data.normalize_video "step", uint8 frames
+    [S,T,H,W,3]; audio [S,1,F,Tm] (eval: [V,S,...]); label(s), key.
 
     Raises data.errors.ClipError subclasses; with check=True returns None after the cheap checks.
     """
@@ -117,10 +119,12 @@ def process_sample(sample: dict[str, Any], cfg: DataConfig, spec: SampleSpec,
     if want_v:
         frames = torch.from_numpy(dec.video)  # [V,S,T,H,W,3]
         if spec.mode == "eval":
-            x = video_test(frames, cfg.video, spec.spatial_crops)  # [C,V_t,S,3,T,h,w]
-            out["video"] = x.transpose(0, 1).reshape(-1, *x.shape[2:])  # view = t_view * crops + crop
+            x = video_test_frames(frames, cfg.video, spec.spatial_crops)  # [C,V_t,S,T,h,w,3]
+            x = x.transpose(0, 1).reshape(-1, *x.shape[2:])  # view = t_view * crops + crop
         else:
-            out["video"] = video_train(frames[0], cfg.video, gen)
+            x = video_train_frames(frames[0], cfg.video, gen)  # [S,T,h,w,3]
+        # uint8 frames for the step to normalise (data.normalize_video), or float as the model takes it
+        out["video"] = x if cfg.normalize_video == "step" and x.dtype == torch.uint8 else normalize_video(x, cfg.video)
     if want_a:
         spec_ = log_mel(torch.from_numpy(dec.audio), cfg.audio)  # [V_t,S,1,F,Tm]
         if spec.mode == "eval":
@@ -133,9 +137,12 @@ def process_sample(sample: dict[str, Any], cfg: DataConfig, spec: SampleSpec,
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack a list of processed samples into a batch dict (keys as a list of str)."""
+    """Stack a list of processed samples into a batch dict (keys as a list of str).
+
+    torch's default_collate stacks straight into shared memory inside a DataLoader worker, so the batch
+    is not copied again on its way to the main process (18 MB of frames per paper-size clip)."""
     batch: dict[str, Any] = {"key": [it["key"] for it in items]}
     for k in items[0]:
         if k != "key":
-            batch[k] = torch.stack([it[k] for it in items])
+            batch[k] = default_collate([it[k] for it in items])
     return batch

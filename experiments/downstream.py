@@ -64,16 +64,14 @@ def _target(batch: dict, multilabel: bool) -> torch.Tensor:
     return batch["labels"] if multilabel else batch["label"]
 
 
-def _inputs(batch: dict, device: torch.device, views: bool):
-    """(video, audio, V): eval batches carry a view axis [B,V,S,...]; it is folded into the batch."""
+def _inputs(loader, batch: dict, device: torch.device, views: bool):
+    """(video, audio, V) on `device` as the model takes them: eval batches carry a view axis
+    [B,V,S,...]; it is folded into the batch."""
     out, v = [], 1
-    for key in ("video", "audio"):
-        x = batch.get(key)
-        if x is not None:
-            x = x.to(device, non_blocking=True)
-            if views:
-                v = x.shape[1]
-                x = x.flatten(0, 1)
+    for x in loader.model_inputs(batch, device):
+        if x is not None and views:
+            v = x.shape[1]
+            x = x.flatten(0, 1)
         out.append(x)
     return out[0], out[1], v
 
@@ -102,7 +100,7 @@ def extract_features(dm: DownstreamModel, loader, device, amp: bool, views: bool
     targets = []
     for batch in tqdm(loader, desc=desc, unit="batch", leave=False, dynamic_ncols=True):
         _stop_point(desc)
-        video, audio, v = _inputs(batch, device, True)
+        video, audio, v = _inputs(loader, batch, device, True)
         if not views and v != 1:
             raise ValueError(f"{desc}: views=False needs a one-view loader, got {v} views per clip")
         with runtime.autocast(device, amp):
@@ -209,7 +207,7 @@ def evaluate_views(dm, loader, device, amp: bool, multilabel: bool, desc: str) -
     scores, targets = [], []
     for batch in tqdm(loader, desc=desc, unit="batch", leave=False, dynamic_ncols=True):
         _stop_point(desc)
-        video, audio, v = _inputs(batch, device, True)
+        video, audio, v = _inputs(loader, batch, device, True)
         with runtime.autocast(device, amp):
             logits = dm.head_logits(dm.features(video, audio))
         s = head_scores(logits, multilabel)
@@ -244,7 +242,7 @@ def finetune(cfg, ev, dm, task_dir, folder, cfg_hash, device, log) -> dict:
             for batch in tqdm(loop.batches(loader), total=len(loader), desc=f"{ev.name} epoch {pos['epoch']}",
                               unit="batch", leave=False, dynamic_ncols=True):
                 with loop.step():
-                    video, audio, _ = _inputs(batch, device, False)
+                    video, audio, _ = _inputs(loader, batch, device, False)
                     with runtime.autocast(device, amp):
                         logits = dm.head_logits(dm.features(video, audio))  # per head: one loss each (released)
                         loss = downstream_loss(logits, _target(batch, ev.multilabel).to(device), ev.loss)

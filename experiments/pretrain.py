@@ -48,7 +48,7 @@ def _freeze_cnns(model: torch.nn.Module) -> None:
 def heldout_metrics(cfg: RunConfig, module: PretrainModule, data_root: Path, device: torch.device, epoch: int) -> dict:
     """CPP accuracy and MEP top-1 (masked segment vs the clip's other segments, chance 1/S) on the
     held-out pretraining clips, in eval mode, with RNGs of their own (the training RNG is untouched)."""
-    from data.pipeline import make_pretrain_loader, resolve_folder
+    from data.pipeline import make_pretrain_loader, model_inputs, resolve_folder
     from data.shards import read_manifest
 
     pc = cfg.pretrain
@@ -65,7 +65,7 @@ def heldout_metrics(cfg: RunConfig, module: PretrainModule, data_root: Path, dev
     try:
         for batch in runtime.rng_neutral(loader):
             with runtime.autocast(device, cfg.runtime.amp):
-                out = module.objective(module.model, batch["video"].to(device), batch["audio"].to(device), g, heldout=True)
+                out = module.objective(module.model, *model_inputs(batch, cfg.data.video, device), g, heldout=True)
             for k in ("cpp_acc", "mep_acc"):
                 sums[k] = sums.get(k, 0.0) + float(out[k])
             batches += 1
@@ -79,7 +79,7 @@ def heldout_metrics(cfg: RunConfig, module: PretrainModule, data_root: Path, dev
 
 def pretrain(cfg: RunConfig, model: torch.nn.Module, data_root: Path, folder: Path, cfg_hash: str,
              env, device: torch.device, log) -> dict:
-    from data.pipeline import make_pretrain_loader
+    from data.pipeline import make_pretrain_loader, model_inputs
     from model.pretrain_objective import AVPretrainObjective
 
     pc = cfg.pretrain
@@ -135,8 +135,7 @@ def pretrain(cfg: RunConfig, model: torch.nn.Module, data_root: Path, folder: Pa
                 for batch in loop.batches(loader):  # no RNG draw at the (resumed) epoch start
                     if pos["micro"] % accum == 0:
                         loop.begin_step()  # until the optimizer step, the live state is between steps
-                    video = batch["video"].to(device, non_blocking=True)
-                    audio = batch["audio"].to(device, non_blocking=True)
+                    video, audio = model_inputs(batch, cfg.data.video, device)
                     if cfg.runtime.channels_last and device.type == "cuda":
                         video = video.contiguous(memory_format=torch.contiguous_format)
                     last_micro = (pos["micro"] + 1) % accum == 0

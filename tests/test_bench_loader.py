@@ -28,7 +28,7 @@ def test_bench_loader_writes_report(tmp_path, capsys):
     (row,) = rep["loader"]
     assert row["workers"] == 0 and row["clips"] == 3 and row["skipped"] == {}
     for k in ("first_batch_s", "wall_s", "clips_per_s", "segments_per_s", "clips_per_s_per_worker",
-              "clips_per_s_after_first_batch"):
+              "clips_per_s_after_first_batch", "per_worker_vs_pyav_reused_scaler"):
         assert _positive(row[k]), k
     for key in ("pyav_raw", "pyav_raw_reused_scaler"):
         raw = rep[key]
@@ -36,7 +36,8 @@ def test_bench_loader_writes_report(tmp_path, capsys):
         assert raw["audio_samples"] >= 3 * 8 * 8000  # AAC pads the end
         assert _positive(raw["clips_per_s"]) and _positive(raw["frames_per_s"])
     assert set(rep["per_clip_ms"]) == {"process_sample", "decode_video", "decode_audio", "video_transform",
-                                       "audio_transform"}
+                                       "audio_transform", "normalize_video_step"}
+    assert rep["data"]["nuisance"] is None and rep["data"]["normalize_video"] == "step"
     assert all(_positive(v) for v in rep["per_clip_ms"].values())
     assert "| make_pretrain_loader | 0 |" in capsys.readouterr().out
 

@@ -132,7 +132,7 @@ def test_prepare_ucf101_resumable_with_skips(tmp_path, capsys):
     loader = make_downstream_loader(tiny_cfg(2), task, "train", segments=1, train=False, batch_size=4,
                                     modalities=["visual"])
     (b,) = list(loader)
-    assert b["video"].shape == (4, 1, 1, 3, 8, 32, 32) and sorted(b["label"].tolist()) == [0, 0, 1, 1]
+    assert b["video"].shape == (4, 1, 1, 8, 32, 32, 3) and sorted(b["label"].tolist()) == [0, 0, 1, 1]
     # re-running keeps complete splits
     mtime = (task / "train" / "sizes.json").stat().st_mtime_ns
     assert prepare_main(args) == 0

@@ -28,9 +28,29 @@ def test_pretrain_batch_layout(tmp_path, clips):
     assert len(batches) == len(loader) == 3
     b = batches[0]
     assert set(b) == {"video", "audio", "key"}
-    assert b["video"].shape == (3, 4, 3, 8, 32, 32) and b["video"].dtype == torch.float32
+    # workers deliver uint8 frames (data.normalize_video "step"); model_inputs gives what the model takes
+    assert b["video"].shape == (3, 4, 8, 32, 32, 3) and b["video"].dtype == torch.uint8
     assert b["audio"].shape == (3, 4, 1, 40, 32) and b["audio"].dtype == torch.float32
     assert len(b["key"]) == 3 and all(isinstance(k, str) for k in b["key"])
+    video, audio = loader.model_inputs(b)
+    assert video.shape == (3, 4, 3, 8, 32, 32) and video.dtype == torch.float32 and video.is_contiguous()
+    assert audio is b["audio"]
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_normalize_in_step_or_worker_gives_the_same_model_inputs(tmp_path, clips, train):
+    """data.normalize_video only moves where the float conversion happens: equal inputs, bit for bit."""
+    write_task(tmp_path / "t", {"train": _samples(clips, 4, label=0)}, ["a"])
+    got = {}
+    for where in ("step", "worker"):
+        cfg = tiny_cfg(2)
+        cfg.normalize_video = where
+        loader = make_downstream_loader(cfg, tmp_path / "t", "train", segments=2, train=train, batch_size=4,
+                                        seed=3, spatial_crops=1 if train else 3)
+        b = next(iter(loader))
+        assert b["video"].dtype == (torch.uint8 if where == "step" else torch.float32)
+        got[where] = loader.model_inputs(b)[0]
+    assert got["step"].dtype == torch.float32 and torch.equal(got["step"], got["worker"])
 
 
 def test_segment_frames_and_mel_agree_in_time(tmp_path):
@@ -39,8 +59,9 @@ def test_segment_frames_and_mel_agree_in_time(tmp_path):
     write_task(tmp_path / "t", {"test": [("a", data, meta("a", 4.0, label=0))]}, ["x"])
     cfg = tiny_cfg(4)
     cfg.video.mean, cfg.video.std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
-    b = next(iter(make_downstream_loader(cfg, tmp_path / "t", "test", segments=4, train=False, batch_size=1)))
-    v, a = b["video"][0, 0], b["audio"][0, 0]  # [S,3,T,H,W], [S,1,F,Tm]
+    loader = make_downstream_loader(cfg, tmp_path / "t", "test", segments=4, train=False, batch_size=1)
+    video, audio = loader.model_inputs(next(iter(loader)))
+    v, a = video[0, 0], audio[0, 0]  # [S,3,T,H,W], [S,1,F,Tm]
     light = v.mean(dim=(1, 3, 4))  # [S, T]
     loud = a[:, 0].max(dim=1).values  # [S, Tm]: the tone's mel bin
     assert (light[0] < 0.2).all() and (light[2:] > 0.8).all() and (loud[0] < -8).all() and (loud[2:] > -6).all()
@@ -156,7 +177,8 @@ def test_eval_loader_each_sample_once_with_views(tmp_path, clips):
         loader = make_downstream_loader(tiny_cfg(workers=2), tmp_path / "t", "test", segments=3, train=False,
                                         batch_size=2, temporal_views=2, spatial_crops=3, rank=rank, world_size=2)
         for b in loader:
-            assert b["video"].shape[1:] == (6, 3, 3, 8, 32, 32) and b["audio"].shape[1:] == (6, 3, 1, 40, 32)
+            assert b["video"].shape[1:] == (6, 3, 8, 32, 32, 3) and b["audio"].shape[1:] == (6, 3, 1, 40, 32)
+            assert loader.model_inputs(b)[0].shape[1:] == (6, 3, 3, 8, 32, 32)
             assert b["labels"].dtype == torch.float32 and b["labels"].shape[1] == 5
             assert b["labels"].sum(dim=1).tolist() == [2.0] * len(b["key"])
             keys += b["key"]
@@ -169,7 +191,7 @@ def test_downstream_train_single_label_and_audio_only(tmp_path, clips):
     loader = make_downstream_loader(tiny_cfg(), tmp_path / "t", "train", segments=1, train=True, batch_size=4)
     assert len(loader) == 2
     b = next(iter(loader))
-    assert b["label"].dtype == torch.int64 and b["video"].shape == (4, 1, 3, 8, 32, 32)
+    assert b["label"].dtype == torch.int64 and b["video"].shape == (4, 1, 8, 32, 32, 3)
     aud = [(f"a{i}", make_clip(4.0, video=False), meta(f"a{i}", 4.0, video=False, label=i % 2)) for i in range(4)]
     write_task(tmp_path / "esc", {"train": aud}, ["a", "b"], modalities=("audio",))
     b = next(iter(make_downstream_loader(tiny_cfg(), tmp_path / "esc", "train", segments=2, train=True, batch_size=2)))

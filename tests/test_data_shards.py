@@ -64,6 +64,21 @@ def test_decode_windows_and_alignment():
     assert np.array_equal(full.video, dec.video)  # seeking and reading through agree
 
 
+@pytest.mark.parametrize("threshold", [100.0, 0.5])  # one demux pass for both / the video seeks, audio re-reads
+def test_audio_is_the_same_decoded_with_or_without_video(threshold):
+    """Decoding video first must not change the audio: the rewind the audio pass used to make dropped the
+    first 448 samples of an AAC track (zeros there instead of sound)."""
+    rate = 8000
+    data = make_clip(4.0, rate=rate, onset=0.0)  # sound from the first sample
+    starts, frames = np.array([0, rate, 3 * rate]), np.array([[0, 1, 2], [20, 21, 30]])
+    alone = decode_clip(data, audio_starts=starts, audio_length=rate, audio_rate=rate, duration=4.0,
+                        seek_threshold_s=threshold).audio
+    both = decode_clip(data, frames, 8, starts, rate, rate, duration=4.0, seek_threshold_s=threshold)
+    assert np.abs(alone[0, :448]).max() > 0.1  # sound in the first 56 ms
+    assert np.array_equal(both.audio, alone)
+    assert np.array_equal(both.video, decode_clip(data, frames, 8, seek_threshold_s=threshold).video)
+
+
 def test_audio_past_duration_is_zero_not_aac_padding():
     data = make_clip(2.0, onset=0.0)
     out = decode_clip(data, audio_starts=np.array([8000]), audio_length=8000, audio_rate=8000, duration=1.5).audio

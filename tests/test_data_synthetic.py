@@ -91,10 +91,10 @@ def test_loaders_read_the_benchmark(roots):
     cfg = data_config("tiny")
     cfg.num_workers = 0
     b = next(iter(make_pretrain_loader(cfg, roots[0] / "pretrain", batch_size=2, batches_per_epoch=1)))
-    assert b["video"].shape == (2, 8, 3, 8, 32, 32) and b["audio"].shape == (2, 8, 1, 40, 32)
+    assert b["video"].shape == (2, 8, 8, 32, 32, 3) and b["audio"].shape == (2, 8, 1, 40, 32)
     b = next(iter(make_downstream_loader(cfg, roots[0] / "charades_like", "test", segments=8, train=False,
                                          batch_size=2)))
-    assert b["labels"].shape == (2, 20) and b["video"].shape == (2, 1, 8, 3, 8, 32, 32)
+    assert b["labels"].shape == (2, 20) and b["video"].shape == (2, 1, 8, 8, 32, 32, 3)
     assert resolve_folder(roots[0] / "pretrain") == roots[0] / "pretrain"
 
 
@@ -176,7 +176,7 @@ def test_pretrain_val_is_a_held_out_split(roots):
     cfg = data_config("tiny")
     cfg.num_workers = 0
     b = next(iter(make_pretrain_loader(cfg, root / "pretrain_val", batch_size=3, batches_per_epoch=1)))
-    assert b["video"].shape == (3, 8, 3, 8, 32, 32)
+    assert b["video"].shape == (3, 8, 8, 32, 32, 3)
 
 
 def _grid_ok(events, spec, seg_s=1.0, segments=8):

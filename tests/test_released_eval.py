@@ -67,10 +67,12 @@ def test_released_checkpoint_scores_ks_shards_with_no_training(tmp_path):
     dm = build_from(conv, torch.float32)
     scores = []
     with torch.no_grad():
-        for b in make_downstream_loader(cfg.data, tmp_path / "data" / "kinetics_sounds", "test", segments=3,
-                                        train=False, batch_size=2, spatial_crops=3):
-            v = b["video"].shape[1]
-            s = head_scores(dm.head_logits(dm.features(b["video"].flatten(0, 1), b["audio"].flatten(0, 1))), False)
+        loader = make_downstream_loader(cfg.data, tmp_path / "data" / "kinetics_sounds", "test", segments=3,
+                                        train=False, batch_size=2, spatial_crops=3)
+        for b in loader:
+            video, audio = loader.model_inputs(b)
+            v = video.shape[1]
+            s = head_scores(dm.head_logits(dm.features(video.flatten(0, 1), audio.flatten(0, 1))), False)
             scores.append(s.view(-1, v, s.shape[-1]).mean(1))
     scores = torch.cat(scores)
     assert scores.shape == (N_TEST, 7)

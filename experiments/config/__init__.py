@@ -121,10 +121,12 @@ def _source(path: str | Path, overrides: list[str] | None) -> str:
     return str(path) + (f" (+ overrides {' '.join(overrides)})" if overrides else "")
 
 
-# resolved-config keys that never change a result: where results go, logging cadence, loader workers and
-# whether an identical pretraining is reused (experiments/run.py result_hash, experiments/pretrain_reuse.py;
+# resolved-config keys that never change a result: where results go, logging cadence, loader workers,
+# where video is normalised (the same float32 operations either way) and whether an identical
+# pretraining is reused (experiments/run.py result_hash, experiments/pretrain_reuse.py;
 # tables/aggregate.py SEED_FREE_KEYS mirrors them, since tables do not import experiments)
-NON_RESULT_KEYS = ("output_root", "runtime.log_every", "runtime.reuse_pretraining", "data.num_workers")
+NON_RESULT_KEYS = ("output_root", "runtime.log_every", "runtime.reuse_pretraining", "data.num_workers",
+                   "data.normalize_video")
 
 
 def without_keys(config: dict, dotted: tuple[str, ...] = NON_RESULT_KEYS) -> dict:

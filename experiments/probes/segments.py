@@ -42,8 +42,9 @@ def decode(cfg, folder: Path, clips: int, seed: int) -> dict:
     loader = make_pretrain_loader(cfg.data, folder, batch_size=16, batches_per_epoch=max(1, clips // 16), seed=seed)
     vs, aus, keys = [], [], []
     for b in loader:
-        vs.append(b["video"])
-        aus.append(b["audio"])
+        video, audio = loader.model_inputs(b)
+        vs.append(video)
+        aus.append(audio)
         keys += b["key"]
     split = [k.rsplit("_", 2)[-2] for k in keys]  # ids are <task>_<split>_<index>
     return {"video": torch.cat(vs), "audio": torch.cat(aus), "split": split, "index": [int(k.rsplit("_", 1)[1]) for k in keys]}

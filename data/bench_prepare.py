@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import math
 import os
 import shlex
@@ -39,6 +38,7 @@ import numpy as np
 
 from data.config import DataConfig
 from data.encode import EncodeOptions
+from data.shards import MANIFEST, read_manifest
 from data.transcode import Target, transcode
 
 KINETICS_700_CLIPS = 650_000  # about: train + val + test of Kinetics-700 (2020)
@@ -142,8 +142,8 @@ def bench_cli(videos: Path, manifest: Path, out: Path, n: int) -> dict[str, Any]
     t = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - t
-    splits = [d for d in (out / "kinetics700").iterdir() if (d / "sizes.json").exists()]  # train + carved val
-    total = sum(json.loads((d / "sizes.json").read_text())["total"] for d in splits)
+    splits = [d for d in (out / "kinetics700").iterdir() if (d / MANIFEST).exists()]  # train + carved val
+    total = sum(read_manifest(d)["total"] for d in splits)
     mb = sum(p.stat().st_size for d in splits for p in d.glob("*.tar")) / 1e6
     per = (wall - startup) / max(1, total)
     return {"clips": total, "wall_s": round(wall, 2), "startup_s": round(startup, 2), "s_per_clip": round(per, 3),

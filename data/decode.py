@@ -17,8 +17,9 @@ Audio: mono (mean over channels, as released), resampled to the target rate when
 (torchaudio.functional.resample), cropped at the clip duration (drops the AAC encoder's end padding),
 windows addressed in samples at the target rate with time 0 = container time 0 (same origin as the
 video timestamps), so segment t's audio covers exactly its frames' span. With both modalities wanted,
-audio packets are collected during the video's demux pass (AudioStash) unless the video seeks; the
-samples are the same either way (tests/test_data_shards.py).
+audio packets are collected during the video's demux pass (AudioStash); when the video seeks, the audio
+is read from a freshly opened container. The samples are those of decoding the audio alone either way
+(tests/test_data_shards.py).
 """
 from __future__ import annotations
 
@@ -208,8 +209,9 @@ def decode_audio(c, starts: np.ndarray, length: int, rate: int, duration: float 
                  seek_threshold_s: float = 2.0, stash: AudioStash | None = None) -> np.ndarray:
     """float32 mono windows [*starts.shape, length]; `starts` in samples at `rate` from time 0.
 
-    Samples outside the decoded audio (before its start, after `duration`) are zeros. A valid `stash` (from
-    the video pass) is decoded from the file's start with no second demux; otherwise the file is re-read.
+    Samples outside the decoded audio (before its start, after `duration`) are zeros. A `stash` (from a
+    video pass that did not seek) is decoded from the file's start with no second demux; otherwise `c` must
+    be a container nothing was read from yet (decode_clip opens a fresh one).
     """
     if not c.streams.audio:
         raise NoAudioStream("clip has no audio stream")
@@ -219,11 +221,9 @@ def decode_audio(c, starts: np.ndarray, length: int, rate: int, duration: float 
     if duration:
         hi_s = min(hi_s, float(duration))
     preroll = 0.5  # AAC needs the previous frame to decode the first one after a seek
-    if stash is not None and stash.valid:
+    if stash is not None:
         frames = stash.frames(c)
     else:
-        if stash is not None:
-            c.seek(0)  # rewind: the video pass read on
         if lo_s - preroll > seek_threshold_s:
             c.seek(max(0, int((lo_s - preroll) / float(stream.time_base))), stream=stream, backward=True)
         frames = c.decode(stream)
@@ -286,6 +286,11 @@ def decode_clip(data: bytes, frame_idx: np.ndarray | None = None, fps: float = 0
                 stash = AudioStash(c.streams.audio[0])  # one demux pass for both, unless the video seeks
             video = decode_video(c, frame_idx, fps, seek_threshold_s, stash)
         if audio_starts is not None:
+            if stash is not None and not stash.valid:
+                # the video pass seeked: audio from a freshly opened container, never a rewind (c.seek(0)
+                # after the video pass lost the first 448 samples of some AAC tracks)
+                c.close()
+                c, stash = _open(data), None
             audio = decode_audio(c, audio_starts, audio_length, audio_rate, duration, seek_threshold_s, stash)
         return Decoded(video, audio)
     except ClipError:

@@ -141,8 +141,9 @@ def transcode(path: str, start: float | None, end: float | None, tgt: Target) ->
 
             enc, n_frames = _video(c, t0, t1, tgt, factory)
             duration = n_frames / tgt.fps
-            if use_a:
-                c.seek(0)
+            if use_a:  # a fresh demuxer for the audio pass: a rewind (c.seek(0)) lost the first 448
+                c.close()  # samples of some AAC tracks (data/decode.py does the same)
+                c = av.open(str(path))
                 n = int(round(duration * tgt.audio_rate))
                 wave = _audio(c, t0, n, tgt.audio_rate)
                 enc.add_audio(np.pad(wave, (0, max(0, n - len(wave)))))

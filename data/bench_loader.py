@@ -43,6 +43,9 @@ import torch
 import webdataset as wds
 from av.video.reformatter import VideoReformatter
 
+from common import paths
+from common.fsutil import atomic_write_json
+from common.provenance import git_state, versions
 from data.config import DataConfig
 from data.decode import decode_clip
 from data.pipeline import make_pretrain_loader
@@ -192,10 +195,6 @@ def table(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from experiments import paths
-    from experiments.io_utils import atomic_write_json
-    from experiments.provenance import git_state, versions
-
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(prog="python -m data.bench_loader", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

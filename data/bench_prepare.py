@@ -36,6 +36,10 @@ from typing import Any
 import av
 import numpy as np
 
+from common import paths
+from common.fsutil import atomic_write_json
+from common.provenance import git_state, versions
+from data.bench_loader import cpu_model
 from data.config import DataConfig
 from data.encode import EncodeOptions
 from data.shards import MANIFEST, read_manifest
@@ -199,11 +203,6 @@ def table(rep: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from experiments import paths
-    from experiments.io_utils import atomic_write_json
-    from experiments.provenance import git_state, versions
-    from data.bench_loader import cpu_model
-
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(prog="python -m data.bench_prepare", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

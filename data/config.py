@@ -54,6 +54,8 @@ class AudioConfig:
 @dataclass
 class DataConfig:
     RANGES: ClassVar[dict] = {"segments": (1, None), "num_workers": (0, None), "shuffle_buffer": (1, None), "prefetch_factor": (1, None), "short_tolerance_s": (0, None), "seek_threshold_s": (0, None), "shuffle_initial": (0, None)}  # checked at load (experiments.config.loader)
+    # fields that never change a result (left out of the run's result hash: experiments.config.NON_RESULT_KEYS)
+    NO_RESULT: ClassVar[tuple] = ("num_workers", "normalize_video")
     root: str = "data/cache/synthetic/paper"  # folder holding one sub-folder of shards per dataset
     video: VideoConfig = field(default_factory=VideoConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)

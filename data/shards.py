@@ -24,7 +24,7 @@ from typing import Any
 
 import webdataset as wds
 
-from data.fsutil import atomic_write_json, read_json
+from common.fsutil import atomic_write_json, read_json
 
 FORMAT = "avbert-wds-1"
 MANIFEST = "sizes.json"

@@ -30,9 +30,10 @@ import time
 
 import torch
 
-from experiments import paths, runtime
+from common import paths
+from common.fsutil import atomic_write_json
+from experiments import runtime
 from experiments.config import load_config
-from experiments.io_utils import atomic_write_json
 
 SHARINGS = ("multi2", "none", "cross_layer", "all", "part")
 BASE_CONFIG = "experiments/rq3_sharing/configs/part.yaml"
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                 row = run_one(args, sharing, fusion)
             rows.append(row)
             print(f"{fusion}/{sharing}: {row['clips_per_s']:.2f} clips/s", file=sys.stderr)
-    from experiments.provenance import collect
+    from common.provenance import collect
 
     report = {"command": " ".join(["python -m experiments.bench", *(argv or sys.argv[1:])]),
               "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(0),

@@ -25,7 +25,7 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from experiments.paths import repo_root  # noqa: E402
+from common.paths import repo_root  # noqa: E402
 from tables.stats import mean_ci, t975  # noqa: E402
 
 DEFAULT_CLAIMS = "results/tiny/claims.json"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from experiments.io_utils import atomic_torch_save
+from common.fsutil import atomic_torch_save
 
 LAST = "last.pt"
 PRETRAINED = "pretrained.pt"  # final pretrained weights, the init of every downstream evaluation

@@ -11,9 +11,10 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.paths import CODE_ROOT
 from experiments.config.loader import ConfigError, build_dataclass, read_yaml
 
-SLURM_DIR = Path(__file__).resolve().parents[1] / "slurm"
+SLURM_DIR = CODE_ROOT / "slurm"
 
 
 @dataclass

@@ -28,9 +28,9 @@ from typing import Any, Callable
 import submitit
 import submitit.local.debug
 
+from common.fsutil import atomic_write_json
 from experiments import run_progress
 from experiments.cluster_profile import ClusterProfile, local_parameters, slurm_parameters
-from experiments.io_utils import atomic_write_json
 from experiments.launch_plan import RunPlan
 
 ACTIVE_SLURM_STATES = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED",

@@ -11,14 +11,31 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 import yaml
 
-from experiments import paths
-from experiments.config import ConfigError, RunConfig, config_hash, load_config, to_dict
+from common import paths
+from experiments.config import ConfigError, RunConfig, load_config, to_dict
+from experiments.run_folder import FolderState, RunFolder, result_hash, run_dir
 
-NEW, RESUME, COMPLETE, EXCLUDED, CONFLICT, QUEUED = "new", "resume", "complete", "excluded", "conflict", "queued"
+
+class PlanState(str, Enum):
+    """A run's state in a launch: its folder's (run_folder.FolderState, same values) or the launch's own."""
+    NEW = FolderState.NEW.value
+    RESUME = FolderState.RESUME.value
+    COMPLETE = FolderState.COMPLETE.value
+    CONFLICT = FolderState.CONFLICT.value
+    EXCLUDED = "excluded"  # not part of this profile
+    QUEUED = "queued"  # a job of this run is still queued or running
+
+    def __str__(self) -> str:
+        return self.value
+
+
+NEW, RESUME, COMPLETE, EXCLUDED, CONFLICT, QUEUED = (PlanState.NEW, PlanState.RESUME, PlanState.COMPLETE,
+                                                      PlanState.EXCLUDED, PlanState.CONFLICT, PlanState.QUEUED)
 TO_SUBMIT = (NEW, RESUME)
 
 
@@ -27,7 +44,7 @@ class RunPlan:
     path: Path
     name: str  # the config file's stem (what --only selects), `<stem>_seed<N>` for --seeds N > 0
     cfg: RunConfig
-    state: str = NEW
+    state: PlanState = NEW
     note: str = ""
     config: dict = field(default_factory=dict)  # the resolved plain dict the job receives
 
@@ -52,54 +69,10 @@ class RunPlan:
                 f"seed={c.seed} hash={result_hash(c)}")
 
 
-# ---- the run.py contract (run_dir / is_complete), with fallbacks while run.py is being written -----
-def _run_module():
-    try:
-        from experiments import run
-    except ImportError:
-        return None
-    return run
-
-
-def run_dir(cfg: RunConfig) -> Path:
-    run = _run_module()
-    if run is not None and hasattr(run, "run_dir"):
-        return Path(run.run_dir(cfg))
-    return paths.resolve(cfg.output_root) / cfg.rq / cfg.name
-
-
-def result_hash(cfg: RunConfig) -> str:
-    run = _run_module()
-    return run.result_hash(cfg) if run is not None and hasattr(run, "result_hash") else config_hash(cfg)
-
-
-def is_complete(cfg: RunConfig) -> bool:
-    run = _run_module()
-    if run is not None and hasattr(run, "is_complete"):
-        return bool(run.is_complete(cfg))
-    import json
-
-    try:
-        m = json.loads((run_dir(cfg) / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(m, dict) and m.get("status") == "complete" and m.get("config_hash") == result_hash(cfg)
-
-
-def folder_state(cfg: RunConfig) -> tuple[str, str]:
+def folder_state(cfg: RunConfig) -> tuple[PlanState, str]:
     """(state, note) of the run's results folder."""
-    folder = run_dir(cfg)
-    if is_complete(cfg):
-        return COMPLETE, "metrics.json complete for this config hash"
-    stamp_file = folder / "checkpoints" / "hash"
-    stamp = stamp_file.read_text().strip() if stamp_file.is_file() else None
-    if stamp and stamp != result_hash(cfg):
-        return CONFLICT, (f"{folder} holds a run of a different config (hash {stamp} != {result_hash(cfg)}): "
-                          "use another name (name=...) or move the folder aside "
-                          "(python experiments/run.py --config ... --restart)")
-    if (folder / "checkpoints" / "last.pt").is_file():
-        return RESUME, "unfinished: resumes from checkpoints/last.pt"
-    return NEW, ""
+    state, note = RunFolder.of(cfg).state()
+    return PlanState(state.value), note
 
 
 # ---- discovery and loading --------------------------------------------------------------------------

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from experiments import paths, run_lock
+from common import paths
+from experiments import run_lock
 from experiments.cluster_profile import ClusterProfile, load_cluster_profile
 from experiments.config import PROFILES, ConfigError, explain_config
 from experiments.launch_jobs import Outcome, active_job, run_debug, submit_local, submit_slurm, wait

@@ -115,7 +115,7 @@ def reuse(root: Path, folder: Path, config: dict) -> str | None:
         return None
     source, summary = found
     name = f"{source.parent.name}/{source.name}"
-    from experiments.io_utils import atomic_write_json, atomic_write_text
+    from common.fsutil import atomic_write_json, atomic_write_text
 
     lines = _pretrain_lines(source)
     atomic_write_text(folder / "log.jsonl", "".join(line + "\n" for line in lines))

@@ -19,74 +19,14 @@ if __package__ in (None, ""):  # `python experiments/run.py` from anywhere: make
 import argparse
 import contextlib
 import json
-import time
 
-from experiments import paths, preemption, run_lock
-from experiments.config import (ConfigError, RunConfig, config_hash, explain_config, load_config, save_config,
-                                to_dict, without_keys)
-from experiments.io_utils import atomic_write_json
+from common import paths
+from common.fsutil import atomic_write_json
+from experiments import preemption, run_lock
+from experiments.config import ConfigError, RunConfig, explain_config, load_config, save_config, to_dict
+from experiments.run_folder import ConfigChanged, RunFolder
 
 PARTIAL = "metrics.partial.json"
-
-
-def result_hash(cfg: RunConfig) -> str:
-    """Hash of everything that can change a result (not where results go, not logging cadence)."""
-    return config_hash(without_keys(to_dict(cfg)))
-
-
-def run_dir(cfg: RunConfig) -> Path:
-    """output_root/rq/name, refused if it resolves outside output_root (the schema already allows only
-    plain folder names; this also covers a symlinked rq folder)."""
-    root = paths.resolve(cfg.output_root)
-    folder = root / cfg.rq / cfg.name
-    real, base = folder.resolve(), root.resolve()
-    if real == base or not real.is_relative_to(base):
-        raise ValueError(f"run folder {real} (rq {cfg.rq!r}, name {cfg.name!r}) is not inside output_root {root}")
-    return folder
-
-
-def read_metrics(folder: Path) -> dict | None:
-    try:
-        data = json.loads((folder / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def is_complete(cfg: RunConfig) -> bool:
-    m = read_metrics(run_dir(cfg))
-    return bool(m) and m.get("status") == "complete" and m.get("config_hash") == result_hash(cfg)
-
-
-class ConfigChanged(RuntimeError):
-    """The run folder holds results of a different config; we refuse to mix or overwrite them."""
-
-
-def _move_aside(folder: Path, why: str) -> None:
-    """Never delete a run: rename it to <name>.old-<timestamp> beside the new one."""
-    aside = folder.with_name(f"{folder.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
-    folder.rename(aside)
-    print(f"moved the previous run ({why}) to {aside}")
-
-
-def _check_folder(cfg: RunConfig, folder: Path, restart: bool, fresh: bool) -> None:
-    """restart: move a folder of a different config aside; fresh: move any previous run aside."""
-    old = folder / "config.yaml"
-    if not old.is_file():
-        return
-    if fresh:
-        _move_aside(folder, "--no-resume")
-        return
-    prev = (read_metrics(folder) or {}).get("config_hash")
-    stamp = (folder / "checkpoints" / "hash").read_text().strip() if (folder / "checkpoints" / "hash").is_file() else prev
-    if stamp in (None, result_hash(cfg)):
-        return
-    if restart:
-        _move_aside(folder, "a different config")
-        return
-    raise ConfigChanged(
-        f"{folder} holds a run of a different config (hash {stamp} != {result_hash(cfg)}). "
-        "Use another name (name=...), or pass --restart to move the old folder aside.")
 
 
 def execute(cfg: RunConfig, *, resume: bool = True, restart: bool = False) -> dict:
@@ -94,51 +34,48 @@ def execute(cfg: RunConfig, *, resume: bool = True, restart: bool = False) -> di
     a previous run folder is moved aside (never deleted)."""
     from experiments import distributed
 
-    folder = run_dir(cfg)
-    if resume and is_complete(cfg):
-        print(f"{folder} is complete with this config: skipped (--no-resume starts it over)", file=sys.stderr)
-        return read_metrics(folder)
+    folder = RunFolder.of(cfg)
+    if resume and folder.is_complete():
+        print(f"{folder.path} is complete with this config: skipped (--no-resume starts it over)", file=sys.stderr)
+        return folder.metrics()
     env = distributed.setup()
     try:
         with contextlib.ExitStack() as stack:
             locked = None
             if env.rank == 0:  # one lock per run; the other ranks learn the outcome from rank 0
                 try:
-                    stack.enter_context(run_lock.hold(folder))
+                    stack.enter_context(folder.lock())
                 except run_lock.RunFolderLocked as e:
                     locked = e
             if distributed.any_flag(locked is not None):
-                raise locked or run_lock.RunFolderLocked(f"{folder} is in use (rank 0 could not lock it)")
-            if distributed.any_flag(env.rank == 0 and resume and is_complete(cfg)):  # finished meanwhile
-                return read_metrics(folder) if env.rank == 0 else {}
+                raise locked or run_lock.RunFolderLocked(f"{folder.path} is in use (rank 0 could not lock it)")
+            if distributed.any_flag(env.rank == 0 and resume and folder.is_complete()):  # finished meanwhile
+                return folder.metrics() if env.rank == 0 else {}
             return _execute_locked(cfg, folder, env, resume, restart)
     finally:
         distributed.cleanup()
 
 
-def _execute_locked(cfg: RunConfig, folder: Path, env, resume: bool, restart: bool) -> dict:
+def _execute_locked(cfg: RunConfig, folder: RunFolder, env, resume: bool, restart: bool) -> dict:
     from experiments import distributed
     from experiments.stages import run_stages
 
     if env.rank == 0:
-        _check_folder(cfg, folder, restart, fresh=not resume)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "checkpoints").mkdir(exist_ok=True)
-        (folder / "checkpoints" / "hash").write_text(result_hash(cfg) + "\n")
-        save_config(cfg, folder / "config.yaml")
+        folder.claim(restart=restart, fresh=not resume)
+        save_config(cfg, folder.path / "config.yaml")
         if cfg.pretrain.enabled and cfg.runtime.reuse_pretraining:
             from experiments.pretrain_reuse import reuse
 
-            source = reuse(paths.resolve(cfg.output_root), folder, to_dict(cfg))
+            source = reuse(paths.resolve(cfg.output_root), folder.path, to_dict(cfg))
             if source:
                 print(f"{cfg.rq}/{cfg.name}: pretraining reused from {source} (same model, pretraining, data, "
                       "runtime and seed; runtime.reuse_pretraining=false repeats it)", file=sys.stderr, flush=True)
     distributed.barrier()
-    metrics = run_stages(cfg, folder, result_hash(cfg), env)
+    metrics = run_stages(cfg, folder.path, folder.result_hash, env)
     if metrics is None:  # not rank 0: done after pretraining
         return {}
-    atomic_write_json(folder / "metrics.json", metrics)
-    (folder / PARTIAL).unlink(missing_ok=True)
+    atomic_write_json(folder.path / "metrics.json", metrics)
+    (folder.path / PARTIAL).unlink(missing_ok=True)
     return metrics
 
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import torch
 
-from experiments import checkpoint, paths, runtime
+from common import paths
+from common.fsutil import atomic_write_json
+from experiments import checkpoint, runtime
 from experiments.config import RunConfig
-from experiments.io_utils import atomic_write_json
 from experiments.jsonl_log import JsonlLog
 
 
@@ -90,7 +91,7 @@ def run_stages(cfg: RunConfig, folder: Path, cfg_hash: str, env) -> dict | None:
     runtime.reset_peak_memory(device)
     log = JsonlLog(folder / "log.jsonl", enabled=env.rank == 0)
     if env.rank == 0:
-        from experiments.provenance import collect
+        from common.provenance import collect
 
         atomic_write_json(folder / "provenance.json", collect(cfg.seed, env.world_size))
     data_root = prepare_data(cfg, env)

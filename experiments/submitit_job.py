@@ -40,11 +40,11 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import submitit
 
+from common.paths import CODE_ROOT
 from experiments import distributed, logs, preemption
 
 DEFAULT_TARGET = "experiments.run:execute"
@@ -101,7 +101,7 @@ class RunJob(submitit.helpers.Checkpointable):
         logs.configure(env.rank)
         print(f"[RunJob] {cfg.rq}/{cfg.name} target={self.target} rank={env.rank}/{env.world_size} "
               f"({env.source}) threads={threads or 'default'} restart={os.environ.get('SLURM_RESTART_COUNT', '0')} "
-              f"code={Path(__file__).resolve().parents[1]} root={os.environ.get('AVBERT_ROOT', '-')} "
+              f"code={CODE_ROOT} root={os.environ.get('AVBERT_ROOT', '-')} "
               f"started={time.strftime('%Y-%m-%d %H:%M:%S')}", flush=True)
         try:
             return resolve_target(self.target)(cfg, resume=resume)

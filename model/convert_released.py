@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     from dataclasses import asdict
     from pathlib import Path
 
-    from data.fsutil import atomic_torch_save
+    from common.fsutil import atomic_torch_save
 
     from .build import build_model
     from .infer_config import config_overrides, infer_config

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from common.paths import repo_root
 from tables.aggregate import check_seed_groups
-from tables.results_io import REPO_ROOT, ResultsError, RunRecord, eval_frame, scan
+from tables.results_io import ResultsError, RunRecord, eval_frame, scan
 from tables.spec import PROFILES
 
 FORMATS = ("md", "tex", "csv", "png")
@@ -17,10 +18,10 @@ FORMATS = ("md", "tex", "csv", "png")
 
 def parser(description: str) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--results", type=Path, default=REPO_ROOT / "results", help="results root (default: results/)")
+    ap.add_argument("--results", type=Path, default=repo_root() / "results", help="results root (default: results/)")
     ap.add_argument("--profile", choices=PROFILES, default="tiny",
                     help="whose runs fill the 'ours' columns (default: tiny; 'any' takes every profile)")
-    ap.add_argument("--out", type=Path, default=REPO_ROOT / "results" / "tables",
+    ap.add_argument("--out", type=Path, default=repo_root() / "results" / "tables",
                     help="output folder (default: results/tables/)")
     ap.add_argument("--format", default=",".join(FORMATS), help="comma-separated subset of md,tex,csv,png")
     ap.add_argument("--quiet", action="store_true", help="do not print the Markdown")

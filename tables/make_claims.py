@@ -20,12 +20,13 @@ _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:  # `python tables/make_claims.py` from the repo root (or anywhere)
     sys.path.insert(0, _ROOT)
 
-from data.fsutil import atomic_write_text  # noqa: E402
+from common.fsutil import atomic_write_text  # noqa: E402
+from common.paths import repo_root  # noqa: E402
 from tables import claims_spec, make_table1  # noqa: E402
 from tables.aggregate import check_row_config, check_seed_groups  # noqa: E402
 from tables.claims import VERDICTS, judge_all  # noqa: E402
 from tables.cli import keep_profile, missing_results, run_main  # noqa: E402
-from tables.results_io import REPO_ROOT, RunRecord, eval_frame, scan  # noqa: E402
+from tables.results_io import RunRecord, eval_frame, scan  # noqa: E402
 from tables.spec import PROFILES, RowSpec  # noqa: E402
 
 RULES = ("Verdict rules (A − B paired over seeds, percentage points; 95 % CI = mean ± t(0.975, n−1)·sd/√n): "
@@ -37,7 +38,7 @@ RULES = ("Verdict rules (A − B paired over seeds, percentage points; 95 % CI =
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--results", type=Path, default=REPO_ROOT / "results", help="results root (default: results/)")
+    ap.add_argument("--results", type=Path, default=repo_root() / "results", help="results root (default: results/)")
     ap.add_argument("--profile", choices=PROFILES, default="tiny",
                     help="whose runs to judge (default: tiny; 'any' takes every profile)")
     ap.add_argument("--out", type=Path, default=None, help="output folder (default: results/<profile>/)")
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     claims_spec.check(claims)
     records, notes = load(args.results, claims, args.profile)
     rows = judge_all(claims, eval_frame(records), records, args.profile)
-    out = args.out or REPO_ROOT / "results" / args.profile
+    out = args.out or repo_root() / "results" / args.profile
     atomic_write_text(out / "claims.json", json.dumps(rows, indent=2) + "\n")
     atomic_write_text(out / "claims.md", claims_markdown(rows, args.profile, notes))
     print(summary(rows))

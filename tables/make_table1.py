@@ -17,7 +17,7 @@ if _ROOT not in sys.path:  # `python tables/make_table1.py` from the repo root (
 
 import pandas as pd  # noqa: E402
 
-from data.fsutil import atomic_write_bytes, atomic_write_text  # noqa: E402
+from common.fsutil import atomic_write_bytes, atomic_write_text  # noqa: E402
 from tables import cli, paper_data, plots  # noqa: E402
 from tables.build import Section, build_section  # noqa: E402
 from tables.render import document_markdown, write_section  # noqa: E402

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from tables.results_io import REPO_ROOT
+from common.paths import CODE_ROOT
 
-PAPER_DIR = REPO_ROOT / "results" / "paper"
+PAPER_DIR = CODE_ROOT / "results" / "paper"
 POSTER = "poster"
 README = "readme_post_submission"
 # Kinetics-Sounds has 32 classes (reference/paper_facts.md): chance on the paper's side of the KS figures

@@ -17,7 +17,7 @@ _ROOT = Path(__file__).resolve().parents[1]
 if str(_ROOT) not in sys.path:  # `python tables/plot_curves.py` from anywhere
     sys.path.insert(0, str(_ROOT))
 
-from data.fsutil import atomic_write_bytes  # noqa: E402
+from common.fsutil import atomic_write_bytes  # noqa: E402
 from tables.plots import Figure, _png  # noqa: E402
 
 STAGE = "pretrain"

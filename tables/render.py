@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from data.fsutil import atomic_write_text
+from common.fsutil import atomic_write_text
 from tables.build import Section
 
 _LATEX_SPECIALS = re.compile(r"[&%$#_{}~^\\]")

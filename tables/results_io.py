@@ -13,7 +13,6 @@ from typing import Any
 import pandas as pd
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SEED_SUFFIX = re.compile(r"^(?P<base>.+?)_seed(?P<seed>\d+)$")
 _MISSING = object()
 

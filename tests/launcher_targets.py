@@ -12,9 +12,9 @@ import os
 import time
 from pathlib import Path
 
+from common.fsutil import atomic_write_json
 from experiments import distributed, preemption
-from experiments.io_utils import atomic_write_json
-from experiments.launch_plan import result_hash, run_dir
+from experiments.run_folder import result_hash, run_dir
 
 
 def _note_start(cfg, **extra) -> Path:

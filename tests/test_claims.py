@@ -10,9 +10,10 @@ import sys
 
 import pytest
 
+from common.paths import CODE_ROOT
 from tables import claims_spec, make_claims
 from tables.claims import verdict
-from tables.results_io import REPO_ROOT, ConfigMismatch
+from tables.results_io import ConfigMismatch
 from tables.stats import mean_ci, t975
 from tests.test_tables import ev, write_run
 
@@ -166,6 +167,6 @@ def test_nonexistent_results_is_an_error(tmp_path, capsys):
     assert make_claims.main(["--results", str(missing), "--out", str(tmp_path / "out")]) == 2
     assert f"error: --results {missing} does not exist" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
-    proc = subprocess.run([sys.executable, "tables/make_claims.py", "--results", str(missing)], cwd=REPO_ROOT,
+    proc = subprocess.run([sys.executable, "tables/make_claims.py", "--results", str(missing)], cwd=CODE_ROOT,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "does not exist" in proc.stderr

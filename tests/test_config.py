@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments.config import PROFILES_DIR, REPO_ROOT, ConfigError, load_config
+from common.paths import CODE_ROOT
+from experiments.config import PROFILES_DIR, ConfigError, load_config
 from experiments.config.loader import read_yaml
 
 
@@ -111,7 +112,7 @@ def test_unknown_profile(tmp_path):
         load_config(run, profile="huge")
 
 
-RUN_YAMLS = sorted(p for p in (REPO_ROOT / "experiments").glob("*/configs/*.yaml") if not p.name.startswith("_"))
+RUN_YAMLS = sorted(p for p in (CODE_ROOT / "experiments").glob("*/configs/*.yaml") if not p.name.startswith("_"))
 
 
 @pytest.mark.skipif(not RUN_YAMLS, reason="no run configs under experiments/*/configs/ yet")
@@ -138,7 +139,7 @@ def test_run_folder_names_cannot_leave_the_output_root(tmp_path, override):
 
 
 def test_run_dir_refuses_a_symlink_out_of_the_output_root(tmp_path):
-    from experiments.run import run_dir
+    from experiments.run_folder import run_dir
 
     root, outside = tmp_path / "results", tmp_path / "elsewhere"
     (root).mkdir()

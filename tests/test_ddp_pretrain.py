@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from tables.results_io import REPO_ROOT
+from common.paths import CODE_ROOT
 
 
 def test_two_rank_pretraining_checkpoints_every_rank(tmp_path):
@@ -17,8 +17,8 @@ def test_two_rank_pretraining_checkpoints_every_rank(tmp_path):
            "--config", "experiments/rq3_sharing/configs/part.yaml", "--profile", "smoke",
            f"output_root={tmp_path}", "runtime.device=cpu", "downstream=[]", "pretrain.heldout_dataset=''",
            "pretrain.steps_per_epoch=3", "pretrain.checkpoint_every=2"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(CODE_ROOT)}
+    proc = subprocess.run(cmd, cwd=CODE_ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = tmp_path / "rq3_sharing" / "part" / "checkpoints"
     last = torch.load(ckpt / "last.pt", weights_only=True)

@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from data.fsutil import atomic_write_bytes
+from common.fsutil import atomic_write_bytes
 
 
 def test_atomic_write_replaces_whole_and_is_readable_by_the_group(tmp_path):
@@ -14,7 +14,7 @@ def test_atomic_write_replaces_whole_and_is_readable_by_the_group(tmp_path):
     try:
         import importlib
 
-        import data.fsutil as fsutil
+        import common.fsutil as fsutil
 
         importlib.reload(fsutil)  # the mode is derived from the umask at import
         target = tmp_path / "sub" / "metrics.json"

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from common.paths import CODE_ROOT
 from experiments import launch_jobs, launcher, preemption
 from experiments.cluster_profile import ClusterProfile, load_cluster_profile
-from experiments.config import REPO_ROOT, ConfigError
+from experiments.config import ConfigError
 from experiments.launch_plan import load_plans
 from experiments.snapshot import code_files, make_snapshot
 from experiments.submitit_job import RunJob
@@ -92,7 +93,7 @@ def test_local_runs_write_results_from_a_snapshot_and_relaunch_skips(rq, tmp_pat
         (start,) = starts(folder)
         assert Path(start["code"]) == summary.snapshot  # the job ran the snapshot, not the live tree
         assert summary.snapshot.parent == tmp_path / "results" / ".snapshots"
-        assert start["avbert_root"] == str(REPO_ROOT) and start["threads"] == "2"  # tiny: 2 cpus per task
+        assert start["avbert_root"] == str(CODE_ROOT) and start["threads"] == "2"  # tiny: 2 cpus per task
         assert (folder / "submitit" / "last_job.json").is_file()
         assert not (folder / "submitit" / "%j").exists()  # submitit's literal template folder is removed
     assert len({o.job_id for o in summary.outcomes}) == 2 and all(o.job_id for o in summary.outcomes)
@@ -227,11 +228,11 @@ def test_checkpoint_saves_then_returns_a_fresh_job_with_the_same_args():
 
 
 def test_snapshot_is_content_addressed_and_keeps_untracked_code(tmp_path):
-    files = code_files(REPO_ROOT)
+    files = code_files(CODE_ROOT)
     assert "experiments/launcher.py" in files and "experiments/profiles/tiny.yaml" in files
     assert not any(f.startswith(("results/", ".venv/", ".git/")) or "__pycache__" in f for f in files)
-    one = make_snapshot(REPO_ROOT, tmp_path / "snaps")
-    two = make_snapshot(REPO_ROOT, tmp_path / "snaps")
+    one = make_snapshot(CODE_ROOT, tmp_path / "snaps")
+    two = make_snapshot(CODE_ROOT, tmp_path / "snaps")
     assert one == two and (one / "experiments" / "launcher.py").is_file()
     assert (one / "SNAPSHOT_COMMIT").is_file() and (one / ".complete").is_file()
     assert not list((tmp_path / "snaps").glob(".tmp-*"))
@@ -240,7 +241,7 @@ def test_snapshot_is_content_addressed_and_keeps_untracked_code(tmp_path):
 def test_make_list_leaves_out_deltas_excluded_and_complete_runs(tmp_path, capsys):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("make_list", REPO_ROOT / "slurm" / "make_list.py")
+    spec = importlib.util.spec_from_file_location("make_list", CODE_ROOT / "slurm" / "make_list.py")
     make_list = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make_list)
     out = tmp_path / "list.txt"
@@ -277,7 +278,7 @@ def test_record_and_active_job_roundtrip(rq, tmp_path, monkeypatch):
 
 def test_an_override_error_shared_by_every_config_is_reported_once():
     out = io.StringIO()
-    summary = launcher.launch(REPO_ROOT / "experiments" / "rq3_sharing", ["--dry-run", "model.bogus=1"], out=out)
+    summary = launcher.launch(CODE_ROOT / "experiments" / "rq3_sharing", ["--dry-run", "model.bogus=1"], out=out)
     assert len(summary.errors) == 5  # one per config, as load_plans found them
     text = out.getvalue()
     assert "1 error(s); nothing was submitted" in text and "invalid config" not in text

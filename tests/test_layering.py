@@ -1,15 +1,13 @@
 """The layering rule: model, data and tables never import experiments (configs flow one way; the lower
-layers stay usable without the training code). Read from the source with ast, so a lazy import inside
-a function counts too."""
+layers stay usable without the training code), and common/ (atomic I/O, paths, provenance) imports no
+project package at all. Read from the source with ast, so a lazy import inside a function counts too."""
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# the known exceptions, to be moved to a ground-level home (issue 14): the loader and preparation
-# benchmarks write their JSON with the training code's provenance (git state, versions) and repository root
-KNOWN = {"data/bench_loader.py", "data/bench_prepare.py"}
+PROJECT = ("model", "data", "experiments", "tables", "slurm")
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -23,17 +21,37 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
-def test_model_data_and_tables_do_not_import_experiments():
-    offenders = {}
-    for package in ("model", "data", "tables"):
+def _offenders(packages: tuple[str, ...], forbidden: tuple[str, ...]) -> dict[str, list[str]]:
+    out = {}
+    for package in packages:
         for path in sorted((ROOT / package).rglob("*.py")):
-            rel = path.relative_to(ROOT).as_posix()
-            bad = sorted(m for m in imported_modules(path) if m == "experiments" or m.startswith("experiments."))
-            if bad and rel not in KNOWN:
-                offenders[rel] = bad
+            bad = sorted(m for m in imported_modules(path) if m.split(".")[0] in forbidden)
+            if bad:
+                out[path.relative_to(ROOT).as_posix()] = bad
+    return out
+
+
+def test_model_data_and_tables_do_not_import_experiments():
+    offenders = _offenders(("model", "data", "tables"), ("experiments",))
     assert not offenders, f"imports of experiments from a lower layer: {offenders}"
-    for rel in KNOWN:  # an exception that no longer applies is removed from the list
-        assert any(m.startswith("experiments") for m in imported_modules(ROOT / rel)), rel
+
+
+def test_common_imports_no_project_package():
+    offenders = _offenders(("common",), PROJECT)
+    assert not offenders, f"common/ must stay below every layer: {offenders}"
+
+
+def test_the_repository_root_is_computed_in_common_only():
+    """One place says where the code and the data are (common/paths.py); a second computation drifts
+    (only one of six honoured AVBERT_ROOT before). Scripts that put the root on sys.path so that
+    `python tables/make_table1.py` works from a clone are the exception: they run before any import."""
+    computed = {}
+    for package in ("model", "data", "experiments", "tables", "common"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                if "resolve().parents[" in line and "sys.path" not in line and "_ROOT =" not in line:
+                    computed[f"{path.relative_to(ROOT).as_posix()}:{n}"] = line.strip()
+    assert set(computed) <= {"common/paths.py:14"}, computed
 
 
 def test_tables_mirror_of_the_keys_that_never_change_a_result():

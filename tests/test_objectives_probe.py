@@ -26,7 +26,7 @@ def test_frozen_cnns_stay_at_their_initialisation(monkeypatch):
     """--freeze-cnns: weights and BN statistics of the CNNs after training are those at init; trained,
     they move."""
     from data.synthetic import ensure_synthetic
-    from experiments import paths
+    from common import paths
     from experiments.config import load_config
     from model.build import build_model
 
@@ -55,7 +55,7 @@ def test_init_checkpoint_is_loaded_as_in_a_run(tmp_path, monkeypatch):
     """pretrain.init_checkpoint: the probe starts from the file's weights (a run's pretrained.pt, or CNNs
     trained elsewhere), so --freeze-cnns keeps exactly those."""
     from data.synthetic import ensure_synthetic
-    from experiments import paths
+    from common import paths
     from experiments.config import load_config
     from model.build import build_model
 

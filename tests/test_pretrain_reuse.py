@@ -10,6 +10,7 @@ import torch
 from experiments import run
 from experiments.config import load_config, to_dict
 from experiments.pretrain_reuse import find_source, pretrain_key
+from experiments.run_folder import RunFolder
 
 CONFIG = "experiments/rq3_sharing/configs/part.yaml"
 pytestmark = pytest.mark.usefixtures("restore_threads")
@@ -56,7 +57,7 @@ def test_identical_pretraining_is_reused_with_the_same_results(tmp_path, capsys)
     assert [{k: v for k, v in r.items() if k != "time"} for r in _pretrain_log(tmp_path, "reused")] == \
         [{k: v for k, v in r.items() if k != "time"} for r in _pretrain_log(tmp_path, "first")]
     # the runs are complete under their own configs (the flag is not part of the result hash)
-    assert run.is_complete(load_config(CONFIG, [f"output_root={tmp_path}", "name=reused"], "smoke"))
+    assert RunFolder.of(load_config(CONFIG, [f"output_root={tmp_path}", "name=reused"], "smoke")).is_complete()
 
 
 def test_no_source_for_another_key_or_for_weights_of_an_older_config(tmp_path):

@@ -25,7 +25,8 @@ import data.pipeline
 from experiments import preemption
 from experiments.config import load_config
 from experiments.pretrain import PretrainModule
-from experiments.run import execute, run_dir
+from experiments.run import execute
+from experiments.run_folder import run_dir
 from model.heads import DownstreamModel
 from tests.test_resume_real import _assert_same_tensors, _history, _log, _stable, _StopAt, _weights
 

@@ -31,12 +31,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from common import paths
 import data.pipeline
 from data.pipeline import resolve_folder
 from data.shards import read_manifest
-from experiments import paths, preemption
+from experiments import preemption
 from experiments.config import load_config
-from experiments.run import execute, run_dir
+from experiments.run import execute
+from experiments.run_folder import run_dir
 
 CONFIG = "experiments/rq3_sharing/configs/part.yaml"
 STOP_STEP = 3  # pretraining: epoch 1, one batch into it, not a checkpoint_every multiple (saved by the stop)

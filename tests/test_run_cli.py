@@ -6,28 +6,28 @@ import json
 import subprocess
 import sys
 
-from experiments import run
+from common.paths import CODE_ROOT
+from experiments import run, run_folder
 from experiments.config import load_config
-from tables.results_io import REPO_ROOT
 
 CONFIG = "experiments/rq3_sharing/configs/part.yaml"
 
 
 def test_config_errors_are_one_line_and_exit_2(tmp_path):
     for args in ([CONFIG, "model.bogus=1"], [str(tmp_path / "missing.yaml")], [CONFIG, "pretrain.epochs=many"]):
-        proc = subprocess.run([sys.executable, "experiments/run.py", "--config", *args], cwd=REPO_ROOT,
+        proc = subprocess.run([sys.executable, "experiments/run.py", "--config", *args], cwd=CODE_ROOT,
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr, proc.stderr
     assert "unknown key 'model.bogus'" in subprocess.run(
-        [sys.executable, "experiments/run.py", "--config", CONFIG, "model.bogus=1"], cwd=REPO_ROOT,
+        [sys.executable, "experiments/run.py", "--config", CONFIG, "model.bogus=1"], cwd=CODE_ROOT,
         capture_output=True, text=True, timeout=120).stderr
 
 
 def test_changed_config_folder_is_refused_with_a_message(tmp_path, capsys):
     over = [f"output_root={tmp_path}"]
     cfg = load_config(CONFIG, over, "smoke")
-    folder = run.run_dir(cfg)
+    folder = run_folder.run_dir(cfg)
     (folder / "checkpoints").mkdir(parents=True)
     (folder / "config.yaml").write_text("old: run\n")
     (folder / "checkpoints" / "hash").write_text("0123456789ab\n")
@@ -40,10 +40,10 @@ def test_changed_config_folder_is_refused_with_a_message(tmp_path, capsys):
 def test_complete_run_says_it_was_skipped(tmp_path, capsys):
     over = [f"output_root={tmp_path}"]
     cfg = load_config(CONFIG, over, "smoke")
-    folder = run.run_dir(cfg)
+    folder = run_folder.run_dir(cfg)
     folder.mkdir(parents=True)
     (folder / "metrics.json").write_text(json.dumps({
-        "status": "complete", "config_hash": run.result_hash(cfg), "downstream": {"av": {"top1": 12.5, "top5": 50.0}}}))
+        "status": "complete", "config_hash": run_folder.result_hash(cfg), "downstream": {"av": {"top1": 12.5, "top5": 50.0}}}))
     assert run.main(["--config", CONFIG, "--profile", "smoke", *over]) == 0
     out = capsys.readouterr()
     assert "is complete with this config: skipped" in out.err

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from experiments import launcher, run, run_lock
+from common.paths import CODE_ROOT
+from experiments import launcher, run, run_folder, run_lock
 from experiments.config import load_config
-from tables.results_io import REPO_ROOT
 
 CONFIG = "experiments/rq3_sharing/configs/part.yaml"
 
@@ -31,9 +31,9 @@ with run_lock.hold(Path(sys.argv[1])):
 def held(tmp_path):
     """A separate process holding the run folder of part.yaml under tmp_path (smoke profile)."""
     over = [f"output_root={tmp_path}"]
-    folder = run.run_dir(load_config(CONFIG, over, "smoke"))
-    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(folder)], cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    folder = run_folder.run_dir(load_config(CONFIG, over, "smoke"))
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(folder)], cwd=CODE_ROOT, stdout=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": str(CODE_ROOT)})
     assert proc.stdout.readline().strip() == "held"
     yield over, folder, proc
     proc.kill()
@@ -56,7 +56,7 @@ def test_second_launcher_does_not_submit_a_folder_in_use(held, monkeypatch):
     for name in ("submit_local", "submit_slurm", "run_debug"):
         monkeypatch.setattr(launcher, name, lambda *a, **k: submitted.append(a))
     out = io.StringIO()
-    summary = launcher.launch(REPO_ROOT / "experiments" / "rq3_sharing",
+    summary = launcher.launch(CODE_ROOT / "experiments" / "rq3_sharing",
                               ["--only", "part", "--profile", "smoke", "--cluster", "debug", *over], out=out)
     assert submitted == []
     assert f"in use by pid {proc.pid}" in out.getvalue()

@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
+from common import paths
 from data.pipeline import make_pretrain_loader
 from data.synthetic.generate import clip_scene
 from data.synthetic.spec import SyntheticSpec
-from experiments import paths
 from experiments.config import load_config
 from experiments.probes import segments
 

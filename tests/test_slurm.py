@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from common.paths import CODE_ROOT
 from experiments import launcher
-from experiments.config import REPO_ROOT
 from tests.launcher_targets import starts
 from tests.slurm_cluster import sacct_states, slurm_marks, wait_until
 
@@ -101,7 +101,7 @@ def test_sbatch_array_usr1_trap_requeues_and_resumes(tmp_path):
     cmd = ["sbatch", "--parsable", "--array=0-0", f"--output={tmp_path}/%A_%a.out", "--cpus-per-task=1",
            "--time=5", "slurm/run_array.sbatch", str(listing), "--profile", "smoke",
            f"output_root={tmp_path / 'results'}", "pretrain.steps_per_epoch=30"]
-    array_id = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=30,
+    array_id = subprocess.run(cmd, cwd=CODE_ROOT, env=env, capture_output=True, text=True, timeout=30,
                               check=True).stdout.strip().split(";")[0]
     task = f"{array_id}_0"
     folder = tmp_path / "results" / "rq3_sharing" / "part"

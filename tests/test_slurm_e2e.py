@@ -26,14 +26,14 @@ from pathlib import Path
 
 import pytest
 
+from common.paths import CODE_ROOT
 from experiments import launcher
-from experiments.config import REPO_ROOT
-from experiments.launch_plan import result_hash
+from experiments.run_folder import result_hash
 from tests.slurm_cluster import sacct_states, slurm_marks, wait_until
 
 pytestmark = [pytest.mark.slurm, *slurm_marks()]
 
-RQ_DIR = REPO_ROOT / "experiments" / "rq3_sharing"
+RQ_DIR = CODE_ROOT / "experiments" / "rq3_sharing"
 RUNS = ("part", "all")
 OTHERS = ("multi2", "none", "cross_layer")
 PREEMPTED = "part"

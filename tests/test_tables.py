@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 import yaml
 
+from common.paths import CODE_ROOT
 from tables import make_table1, make_table2
-from tables.results_io import REPO_ROOT, ConfigMismatch, ResultsError
+from tables.results_io import ConfigMismatch, ResultsError
 
-PAPER = REPO_ROOT / "results" / "paper"
+PAPER = CODE_ROOT / "results" / "paper"
 
 
 # ---------------------------------------------------------------- fabricated runs
@@ -245,7 +246,7 @@ def test_nonexistent_results_folder_is_an_error(tmp_path, capsys):
             module.main(["--results", str(missing), "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
     proc = subprocess.run([sys.executable, "tables/make_table1.py", "--results", str(missing), "--quiet"],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+                          cwd=CODE_ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "does not exist" in proc.stderr and "wrote" not in proc.stderr
 
 

@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from common.fsutil import atomic_write_json, file_lock, read_json
 from data.config import DataConfig
 from data.encode import EncodeOptions, encode_clip
 from data.parallel import ordered_map
-from data.fsutil import atomic_write_json, file_lock, read_json
 from data.shards import ShardWriter, make_sample, write_classes
 from data.synthetic import vocab
 from data.synthetic.render import render_audio, render_video

@@ -11,26 +11,27 @@ then validates the result into a RunConfig, raising ConfigError on any unknown k
 from __future__ import annotations
 
 import copy
+import dataclasses
+import typing
 from pathlib import Path
 
 import yaml
 
-from experiments.paths import shown
+from common.paths import CODE_ROOT, shown
 
 from .loader import (ConfigError, apply_overrides, build_dataclass, config_hash, deep_merge,
                      load_yaml_with_bases, to_dict)
 from .schema import (CPPConfig, EvalConfig, MEPConfig, NegativesConfig, OptimConfig, PretrainConfig,
                      RunConfig, RuntimeConfig)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-PROFILES_DIR = REPO_ROOT / "experiments" / "profiles"
+PROFILES_DIR = CODE_ROOT / "experiments" / "profiles"
 PROFILES = ("tiny", "paper", "smoke")
 DEFAULT_PROFILE = "tiny"
 
 __all__ = [
     "ConfigError", "RunConfig", "EvalConfig", "PretrainConfig", "OptimConfig", "MEPConfig", "CPPConfig",
     "NegativesConfig", "RuntimeConfig", "load_config", "resolve_dict", "save_config", "config_hash",
-    "to_dict", "explain_config", "resolve_layers", "NON_RESULT_KEYS", "without_keys", "PROFILES", "DEFAULT_PROFILE", "REPO_ROOT",
+    "to_dict", "explain_config", "resolve_layers", "NON_RESULT_KEYS", "without_keys", "PROFILES", "DEFAULT_PROFILE",
 ]
 
 
@@ -121,12 +122,26 @@ def _source(path: str | Path, overrides: list[str] | None) -> str:
     return str(path) + (f" (+ overrides {' '.join(overrides)})" if overrides else "")
 
 
-# resolved-config keys that never change a result: where results go, logging cadence, loader workers,
-# where video is normalised (the same float32 operations either way) and whether an identical
-# pretraining is reused (experiments/run.py result_hash, experiments/pretrain_reuse.py;
-# tables/aggregate.py SEED_FREE_KEYS mirrors them, since tables do not import experiments)
-NON_RESULT_KEYS = ("output_root", "runtime.log_every", "runtime.reuse_pretraining", "data.num_workers",
-                   "data.normalize_video")
+# resolved-config keys that never change a result, marked on the schema classes (NO_RESULT): where
+# results go, logging cadence, loader workers, where video is normalised (the same float32 operations
+# either way) and whether an identical pretraining is reused (experiments/run_folder.py result_hash,
+# experiments/pretrain_reuse.py; tables/aggregate.py SEED_FREE_KEYS mirrors them, since tables do not
+# import experiments)
+def _no_result_keys(cls: type, prefix: str = "") -> tuple[str, ...]:
+    """Dotted keys of the fields a schema class marks in its NO_RESULT (nested config classes included)."""
+    hints = typing.get_type_hints(cls)
+    marked = getattr(cls, "NO_RESULT", ())
+    unknown = [name for name in marked if name not in {f.name for f in dataclasses.fields(cls)}]
+    if unknown:  # a typo would silently put the field back into the hash
+        raise TypeError(f"{cls.__name__}.NO_RESULT names no field: {', '.join(unknown)}")
+    keys = [prefix + name for name in marked]
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            keys += _no_result_keys(hints[f.name], f"{prefix}{f.name}.")
+    return tuple(keys)
+
+
+NON_RESULT_KEYS = _no_result_keys(RunConfig)
 
 
 def without_keys(config: dict, dotted: tuple[str, ...] = NON_RESULT_KEYS) -> dict:
@@ -144,6 +159,6 @@ def without_keys(config: dict, dotted: tuple[str, ...] = NON_RESULT_KEYS) -> dic
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:
     """Write the resolved config as YAML (atomically)."""
-    from experiments.io_utils import atomic_write_text
+    from common.fsutil import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -140,6 +140,7 @@ class EvalConfig:
 @dataclass
 class RuntimeConfig:
     RANGES: ClassVar[dict] = {"num_threads": (0, None), "log_every": (1, None)}  # checked at load (experiments.config.loader)
+    NO_RESULT: ClassVar[tuple] = ("log_every", "reuse_pretraining")  # never change a result (NON_RESULT_KEYS)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True  # bf16 autocast on GPU (ignored on CPU)
     compile: bool = False
@@ -159,6 +160,7 @@ class RunConfig:
     AudioSet transfer run exists only at paper scale)."""
 
     RANGES: ClassVar[dict] = {"seed": (0, None)}  # checked at load (experiments.config.loader)
+    NO_RESULT: ClassVar[tuple] = ("output_root",)  # where results go never changes them (NON_RESULT_KEYS)
     name: str = "run"
     rq: str = "adhoc"
     profile: Literal["tiny", "paper", "smoke"] = "paper"

@@ -98,7 +98,7 @@ def train(cfg, data: dict, steps: int, freeze: bool, log_every: int, seed: int, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from experiments import paths
+    from common import paths
     from experiments.config import load_config
 
     ap = argparse.ArgumentParser(prog="python -m experiments.probes.objectives", description=__doc__.splitlines()[0])

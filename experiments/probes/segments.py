@@ -162,8 +162,8 @@ def supervised(model, data: dict, types: torch.Tensor, steps: int, seed: int, lr
 
 
 def main(argv: list[str] | None = None) -> int:
-    from data.fsutil import atomic_write_json
-    from experiments import paths
+    from common.fsutil import atomic_write_json
+    from common import paths
     from experiments.config import load_config
     from experiments.stages import load_init_file
     from model import handcrafted

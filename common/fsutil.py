@@ -1,8 +1,5 @@
 """Small file-system helpers: atomic writes and an inter-process lock; the one implementation that data,
-model, tables and experiments (`experiments/io_utils.py` re-exports it) all use.
-
-Why in data/: data/ must stay importable on its own (preparers and the generator run without the
-training code), and nothing here imports a project module.
+model, tables and experiments all use (it imports no project module).
 """
 from __future__ import annotations
 

@@ -1,16 +1,22 @@
-"""Where relative paths in configs point: the repository root, even for jobs that run from a code
-snapshot (the launcher sets AVBERT_ROOT to the real root before submitting)."""
+"""Where the code is and where relative paths in configs point.
+
+Two roots, computed here and nowhere else:
+* CODE_ROOT: the folder this code runs from (the checkout, or a job's code snapshot); profiles,
+  cluster profiles and the paper's numbers ship with the code and are read from here.
+* repo_root(): where data and results go, the checkout, even for jobs that run from a code snapshot
+  (the launcher sets AVBERT_ROOT to the real root before submitting).
+"""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-_CODE_ROOT = Path(__file__).resolve().parents[1]
+CODE_ROOT = Path(__file__).resolve().parents[1]
 
 
 def repo_root() -> Path:
     env = os.environ.get("AVBERT_ROOT")
-    return Path(env).resolve() if env else _CODE_ROOT
+    return Path(env).resolve() if env else CODE_ROOT
 
 
 def resolve(path: str | Path) -> Path:

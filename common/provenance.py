@@ -7,15 +7,15 @@ import subprocess
 import sys
 import time
 from importlib import metadata
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from common.paths import CODE_ROOT
+
 _PACKAGES = ("torch", "torchvision", "torchaudio", "webdataset", "submitit", "av", "numpy", "pandas", "pyyaml")
 
 
 def _git(*args: str) -> str | None:
     try:
-        out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", *args], cwd=CODE_ROOT, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
@@ -23,7 +23,7 @@ def _git(*args: str) -> str | None:
 
 def git_state() -> dict:
     """Commit and dirty flag of the code that runs (a submitit snapshot records its origin commit)."""
-    snap = Path(__file__).resolve().parents[1] / "SNAPSHOT_COMMIT"
+    snap = CODE_ROOT / "SNAPSHOT_COMMIT"
     if snap.is_file():  # jobs launched from a code snapshot carry the commit they were cut from
         commit, _, dirty = snap.read_text().strip().partition(" ")
         return {"commit": commit or None, "dirty": dirty == "dirty", "snapshot": True}

@@ -20,14 +20,10 @@ line before). The last two lines printed are those two.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 DEFAULT_CONFIG = "experiments/rq1_end_to_end/configs/end_to_end.yaml"
 

@@ -17,13 +17,10 @@ those embeddings.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 DEFAULT_CONFIG = "experiments/rq1_end_to_end/configs/end_to_end.yaml"
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -28,8 +27,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 DEFAULT_CONFIG = "experiments/rq1_end_to_end/configs/end_to_end.yaml"
 LATENTS = {"visual": ("radius", "brightness"), "audio": ("loudness_db", "pitch")}

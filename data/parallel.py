@@ -7,6 +7,7 @@ in input order, so output files do not depend on the number of workers.
 """
 from __future__ import annotations
 
+import gc
 import multiprocessing as mp
 import sys
 from typing import Callable, Iterable, Iterator, TypeVar
@@ -24,6 +25,10 @@ def ordered_map(fn: Callable[[T], R], jobs: Iterable[T], workers: int, chunksize
     if workers <= 1:
         yield from map(fn, jobs)
         return
+    # free unreachable objects before forking: a child that garbage-collects an inherited PyAV container
+    # waits forever on the parent's codec threads, which do not exist in the child (seen: the test suite
+    # hung here when a loader test ran first; data.pipeline.Loader does the same before its workers fork)
+    gc.collect()
     pool = mp_context().Pool(workers)
     try:
         yield from pool.imap(fn, jobs, chunksize=chunksize)

@@ -2,7 +2,8 @@
 
 shards (sizes.json) -> seeded shard shuffle (seed, epoch) -> split by node (rank, world_size arguments)
 -> split by worker -> tar -> samples (read errors logged, counted, skipped) -> sample shuffle (buffer
-holds compressed bytes) -> decode + transform (in DataLoader workers) -> batch.
+holds compressed bytes) -> decode + transform (in DataLoader workers) -> batch; the per-worker stages
+are data/stream.py, this module builds the loaders around them.
 
 Fixed epoch length: training loaders yield exactly `batches_per_epoch` batches on every rank. Each
 worker's stream repeats its shards (reshuffled per cycle), and worker w of W produces the batches
@@ -20,131 +21,50 @@ Broken samples never stop training: they are counted by reason (data.skipped) an
 from __future__ import annotations
 
 import gc
-import logging
 import math
-import random
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-import numpy as np
 import torch
-import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from data.config import DataConfig, VideoConfig
-from data.errors import ClipError
-from data.samples import SampleSpec, collate, process_sample
+from data.samples import SampleSpec, process_sample
 from data.shards import MANIFEST, read_classes, read_manifest
-from data.skipped import KEY, count_in_worker, drain_worker, record, report_skipped, skipped_summary
-from data.slots import plan_slot, slot_stream, warn_fallback
+from data.skipped import KEY, record, report_skipped, skipped_summary
+from data.slots import plan_slot
+from data.stream import StreamSpec, batched, past_served, processed, shard_samples, shuffled, worker_share
 from data.transforms import video_input
 
 __all__ = ["make_pretrain_loader", "make_downstream_loader", "model_inputs", "Loader", "report_skipped", "skipped_summary",
            "resolve_folder", "task_folder"]
 
-log = logging.getLogger("data")
 MODALITIES = ("visual", "audio")
 
 
-def _read_error_handler(exn: Exception) -> bool:
-    """webdataset handler: log + count an unreadable tar member/shard and continue."""
-    count_in_worker("read_error", detail=f"{type(exn).__name__}: {exn}")
-    return True
-
-
 class ClipBatches(IterableDataset):
-    """Batches of processed clips for one rank; see the module docstring for the stream rules."""
+    """Batches of processed clips for one rank (in each DataLoader worker, or in-process): the stages
+    of data/stream.py, in order."""
 
-    def __init__(self, folder: Path, counts: dict[str, int], cfg: DataConfig, spec: SampleSpec, batch_size: int,
-                 seed: int, epoch: int, rank: int, world_size: int, batches_per_epoch: int | None,
-                 skip_batches: int, shuffle_buffer: int, shuffle_initial: int):
+    def __init__(self, spec: StreamSpec):
         super().__init__()
-        self.folder, self.counts, self.cfg, self.spec = folder, counts, cfg, spec
-        self.batch_size, self.seed, self.epoch = batch_size, seed, epoch
-        self.rank, self.world_size = rank, world_size
-        self.batches_per_epoch, self.skip_batches = batches_per_epoch, skip_batches
-        self.shuffle_buffer, self.shuffle_initial = shuffle_buffer, shuffle_initial
-
-    def _sample_seed(self, slot: int, index: int) -> np.random.SeedSequence:
-        return np.random.SeedSequence([int(self.seed), int(self.epoch), slot, index, 0xDA7A])
+        self.spec = spec
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
-        n_workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
         if info is not None:
             torch.set_num_threads(1)
-        fixed = self.batches_per_epoch is not None
-        if fixed:
-            logical = (worker + self.skip_batches) % n_workers
-            first = max(0, -(-(self.skip_batches - logical) // n_workers))  # this worker's batches already seen
-            last = max(0, -(-(self.batches_per_epoch - logical) // n_workers))  # its batches in the epoch
-            if first >= last:
-                return
-        else:
-            logical, first, last = worker, 0, None
-        slot, n_slots = self.rank * n_workers + logical, self.world_size * n_workers
-        plan = plan_slot(self.counts, self.seed, self.epoch, slot, n_slots)
-        if plan.modulo > 1 and slot == 0:
-            warn_fallback(self.folder, len(self.counts), n_slots)
-        stream: Iterator[dict[str, Any]] = slot_stream(self.folder, plan, self.seed, self.epoch, slot,
-                                                       repeat=fixed, handler=_read_error_handler)
-        if self.shuffle_buffer > 1:
-            seed = np.random.SeedSequence([int(self.seed), int(self.epoch), slot, 0x5F]).generate_state(1)[0]
-            initial = self.shuffle_initial or max(1, self.shuffle_buffer // 2)
-            stream = wds.shuffle(self.shuffle_buffer, initial, rng=random.Random(int(seed)))(stream)
-        stream = iter(stream)
-        index = 0
-        need = first * self.batch_size
-        while need > 0:  # resume: pass over already-consumed samples with header checks only
-            sample = next(stream, None)
-            if sample is None:
-                return
-            index += 1
-            try:
-                process_sample(sample, self.cfg, self.spec, check=True)
-                need -= 1
-            except ClipError:
-                pass
-            except Exception:  # noqa: BLE001 - counted as corrupt in the real pass too
-                pass
-        drain_worker()  # failures in the skipped range were counted by the interrupted run
-        produced, buf, fails = first, [], 0
-        limit = 2 * plan.samples + 10
-        last_error: Exception | None = None
-        for sample in stream:
-            seed_seq = self._sample_seed(slot, index)
-            index += 1
-            key = str(sample.get("__key__", "?"))
-            try:
-                buf.append(process_sample(sample, self.cfg, self.spec, seed_seq))
-                fails, last_error = 0, None
-            except ClipError as e:
-                count_in_worker(e.reason, key, str(e))
-                fails, last_error = fails + 1, e
-            except Exception as e:  # noqa: BLE001 - a sample must never kill the epoch
-                count_in_worker("corrupt", key, f"{type(e).__name__}: {e}")
-                log.debug("unexpected error on %s", key, exc_info=True)
-                fails, last_error = fails + 1, e
-            if fixed and fails > limit:  # every sample fails, whatever the error: one clear message
-                raise RuntimeError(f"{self.folder}: {fails} consecutive unusable samples in slot {slot}; "
-                                   f"see the skipped-sample counts {drain_worker()} (last error: "
-                                   f"{type(last_error).__name__}: {last_error})") from last_error
-            if len(buf) == self.batch_size:
-                batch = collate(buf)
-                batch[KEY] = drain_worker()
-                buf = []
-                produced += 1
-                yield batch
-                if fixed and produced >= last:
-                    return
-        if buf:
-            batch = collate(buf)
-            batch[KEY] = drain_worker()
-            yield batch
-        elif not fixed:
-            counts = drain_worker()
-            if counts:
-                yield {KEY: counts}  # counts only; the Loader swallows this item
+        s = self.spec
+        share = worker_share(s, info.id if info else 0, info.num_workers if info else 1)
+        if share is None:
+            return iter(())
+        plan = plan_slot(dict(s.shard_sizes), s.seed, s.epoch, share.slot, share.n_slots)
+        indexed = enumerate(shuffled(s, share, shard_samples(s, share, plan)))
+        if share.first:
+            indexed = past_served(s, share.first * s.batch_size, indexed, process_sample)
+        # a run of failures longer than twice the slot's samples means every sample fails
+        return batched(s, share, processed(s, share, indexed, process_sample, limit=2 * plan.samples + 10))
 
 
 def _worker_init(_: int) -> None:
@@ -156,26 +76,29 @@ class Loader:
 
     Attributes: num_batches (fixed-length loaders, after skip_batches; None for evaluation),
     num_samples (samples in the split, one pass, before skipping broken ones), modalities,
-    classes / multilabel (downstream).
+    classes / multilabel (downstream), skipped (samples this loader skipped so far, by reason; they are
+    also added to the process totals of data.skipped for the run's metrics and per-epoch reports).
     """
 
-    def __init__(self, dataset: ClipBatches, num_workers: int, pin_memory: bool, prefetch_factor: int,
+    def __init__(self, dataset: ClipBatches, *, num_workers: int, pin_memory: bool, prefetch_factor: int,
                  num_batches: int | None, num_samples: int, modalities: tuple[str, ...],
                  classes: list[str] | None = None, multilabel: bool | None = None):
         self.dataset = dataset
         self.num_workers, self.pin_memory, self.prefetch_factor = num_workers, pin_memory, prefetch_factor
         self.num_batches, self.num_samples = num_batches, num_samples
         self.modalities, self.classes, self.multilabel = modalities, classes, multilabel
+        self.skipped: Counter = Counter()
 
     def __len__(self) -> int:
         if self.num_batches is not None:
             return self.num_batches
-        return math.ceil(self.num_samples / max(1, self.dataset.batch_size * self.dataset.world_size))
+        spec = self.dataset.spec
+        return math.ceil(self.num_samples / max(1, spec.batch_size * spec.world_size))
 
     def model_inputs(self, batch: dict[str, Any], device: torch.device | str = "cpu"
                      ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """model_inputs(batch, <this loader's video config>, device)."""
-        return model_inputs(batch, self.dataset.cfg.video, device)
+        return model_inputs(batch, self.dataset.spec.cfg.video, device)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         kw: dict[str, Any] = {}
@@ -188,7 +111,9 @@ class Loader:
         dl = DataLoader(self.dataset, batch_size=None, num_workers=self.num_workers, pin_memory=self.pin_memory,
                         persistent_workers=False, **kw)
         for batch in dl:
-            record(batch.pop(KEY, None))
+            counts = batch.pop(KEY, None)
+            self.skipped.update(counts or {})
+            record(counts)
             if "key" in batch:
                 yield batch
 
@@ -227,7 +152,7 @@ def _present_modalities(man: dict[str, Any]) -> tuple[str, ...]:
     return tuple(m for m in MODALITIES if counts.get(m, 0) > 0 or m in _dataset_modalities(man))
 
 
-def _make(folder: Path, man: dict[str, Any], cfg: DataConfig, spec: SampleSpec, batch_size: int, seed: int,
+def _make(folder: Path, man: dict[str, Any], cfg: DataConfig, sample: SampleSpec, *, batch_size: int, seed: int,
           epoch: int, rank: int, world_size: int, batches_per_epoch: int | None, skip_batches: int,
           num_workers: int | None, pin_memory: bool, shuffle_buffer: int | None, classes=None) -> Loader:
     if not 0 <= rank < world_size:
@@ -236,14 +161,15 @@ def _make(folder: Path, man: dict[str, Any], cfg: DataConfig, spec: SampleSpec, 
         raise ValueError(f"skip_batches {skip_batches} outside [0, {batches_per_epoch}]")
     if man["total"] == 0:
         raise ValueError(f"{folder} holds no samples")
-    nw = cfg.num_workers if num_workers is None else int(num_workers)
     buf = cfg.shuffle_buffer if shuffle_buffer is None else int(shuffle_buffer)
-    if spec.mode == "eval":
-        buf = 0
-    ds = ClipBatches(folder, dict(man["shards"]), cfg, spec, batch_size, seed, epoch, rank, world_size,
-                     batches_per_epoch, skip_batches if batches_per_epoch is not None else 0, buf, cfg.shuffle_initial)
-    nb = None if batches_per_epoch is None else batches_per_epoch - skip_batches
-    return Loader(ds, nw, pin_memory, cfg.prefetch_factor, nb, int(man["total"]), spec.modalities,
+    spec = StreamSpec(folder, dict(man["shards"]), cfg, sample, batch_size=batch_size, seed=seed, epoch=epoch,
+                      rank=rank, world_size=world_size, batches_per_epoch=batches_per_epoch,
+                      skip_batches=skip_batches if batches_per_epoch is not None else 0,
+                      shuffle_buffer=0 if sample.mode == "eval" else buf, shuffle_initial=cfg.shuffle_initial)
+    return Loader(ClipBatches(spec), num_workers=cfg.num_workers if num_workers is None else int(num_workers),
+                  pin_memory=pin_memory, prefetch_factor=cfg.prefetch_factor,
+                  num_batches=None if batches_per_epoch is None else batches_per_epoch - skip_batches,
+                  num_samples=int(man["total"]), modalities=sample.modalities,
                   classes=None if classes is None else classes["classes"],
                   multilabel=None if classes is None else bool(classes["multilabel"]))
 
@@ -271,8 +197,9 @@ def make_pretrain_loader(data_cfg: DataConfig, folder: str | Path, batch_size: i
     folder = resolve_folder(folder)
     man = read_manifest(folder)
     spec = SampleSpec(mode="pretrain", segments=data_cfg.segments, modalities=MODALITIES)
-    return _make(folder, man, data_cfg, spec, batch_size, seed, epoch, rank, world_size, int(batches_per_epoch),
-                 int(skip_batches), num_workers, pin_memory, shuffle_buffer)
+    return _make(folder, man, data_cfg, spec, batch_size=batch_size, seed=seed, epoch=epoch, rank=rank,
+                 world_size=world_size, batches_per_epoch=int(batches_per_epoch), skip_batches=int(skip_batches),
+                 num_workers=num_workers, pin_memory=pin_memory, shuffle_buffer=shuffle_buffer)
 
 
 def make_downstream_loader(data_cfg: DataConfig, task_folder: str | Path, split: str, *, segments: int,
@@ -308,5 +235,6 @@ def make_downstream_loader(data_cfg: DataConfig, task_folder: str | Path, split:
     bpe = None
     if train:
         bpe = batches_per_epoch or max(1, math.ceil(man["total"] / (batch_size * world_size)))
-    return _make(folder, man, data_cfg, spec, batch_size, seed, epoch, rank, world_size, bpe,
-                 int(skip_batches), num_workers, pin_memory, shuffle_buffer, classes=classes)
+    return _make(folder, man, data_cfg, spec, batch_size=batch_size, seed=seed, epoch=epoch, rank=rank,
+                 world_size=world_size, batches_per_epoch=bpe, skip_batches=int(skip_batches),
+                 num_workers=num_workers, pin_memory=pin_memory, shuffle_buffer=shuffle_buffer, classes=classes)

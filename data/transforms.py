@@ -87,7 +87,7 @@ def _nearest_index(out_len: int, in_len: int, start: int, length: int) -> torch.
     return torch.clamp((dst * (in_len / out_len)).floor().long(), max=in_len - 1)
 
 
-def _resize_crop(frames: torch.Tensor, size: tuple[int, int], y0: int, x0: int, ch: int, cw: int,
+def _resize_crop(frames: torch.Tensor, size: tuple[int, int], y0: int, x0: int, ch: int, cw: int, *,
                  flip: bool, mode: str) -> torch.Tensor:
     """uint8 [N,H,W,3] -> [N,ch,cw,3]: resize to `size`, crop, optional h-flip; uint8 (nearest) or
     float in [0,1] (bilinear)."""
@@ -138,7 +138,8 @@ def video_train_frames(frames: torch.Tensor, cfg: VideoConfig, generator: torch.
     y0 = int(torch.randint(0, size[0] - cfg.crop + 1, (1,), generator=generator))
     x0 = int(torch.randint(0, size[1] - cfg.crop + 1, (1,), generator=generator))
     flip = bool(torch.rand(1, generator=generator).item() < 0.5)
-    x = _resize_crop(frames.reshape(s * t, h, w, 3), size, y0, x0, cfg.crop, cfg.crop, flip, cfg.interpolation)
+    x = _resize_crop(frames.reshape(s * t, h, w, 3), size, y0, x0, cfg.crop, cfg.crop, flip=flip,
+                     mode=cfg.interpolation)
     return x.reshape(s, t, cfg.crop, cfg.crop, 3)
 
 
@@ -168,7 +169,8 @@ def video_test_frames(frames: torch.Tensor, cfg: VideoConfig, spatial_crops: int
     views = []
     for off in crop_offsets(max(size), cfg.test_size, spatial_crops):
         y0, x0 = (off, (size[1] - cfg.test_size) // 2) if size[0] > size[1] else ((size[0] - cfg.test_size) // 2, off)
-        x = _resize_crop(flat, size, y0, x0, cfg.test_size, cfg.test_size, False, cfg.interpolation)
+        x = _resize_crop(flat, size, y0, x0, cfg.test_size, cfg.test_size, flip=False,
+                         mode=cfg.interpolation)
         views.append(x.reshape(*lead, cfg.test_size, cfg.test_size, 3))
     return torch.stack(views)
 

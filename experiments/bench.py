@@ -65,7 +65,7 @@ def inputs(cfg, batch: int, device: torch.device):
     return video, audio
 
 
-def measure(cfg, batch: int, device: torch.device, steps: int, warmup: int, amp: bool, act_ckpt: bool,
+def measure(cfg, batch: int, device: torch.device, steps: int, warmup: int, *, amp: bool, act_ckpt: bool,
             channels_last: bool, compile_: bool) -> dict:
     from model.build import build_model
     from model.params import count_params
@@ -139,7 +139,8 @@ def _objective_from_embeddings(module, ev, ea):
 
 def fits(cfg, batch, device, args) -> bool:
     try:
-        measure(cfg, batch, device, 1, 1, args.amp, args.activation_checkpointing, args.channels_last, False)
+        measure(cfg, batch, device, 1, 1, amp=args.amp, act_ckpt=args.activation_checkpointing,
+                channels_last=args.channels_last, compile_=False)
         return True
     except torch.OutOfMemoryError:
         return False
@@ -166,8 +167,8 @@ def run_one(args, sharing: str, fusion: str) -> dict:
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     batch = args.batch_size or cfg.pretrain.batch_size
-    res = measure(cfg, batch, device, args.steps, args.warmup, args.amp, args.activation_checkpointing,
-                  args.channels_last, args.compile)
+    res = measure(cfg, batch, device, args.steps, args.warmup, amp=args.amp, act_ckpt=args.activation_checkpointing,
+                  channels_last=args.channels_last, compile_=args.compile)
     if args.max_batch and device.type == "cuda":
         res["max_batch_clips"] = max_batch(cfg, device, args)
     if device.type == "cpu":

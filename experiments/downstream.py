@@ -41,8 +41,10 @@ def read_classes(task_dir: Path) -> dict:
     return _read(task_dir)
 
 
-def _loader(cfg: RunConfig, ev: EvalConfig, task_dir: Path, split: str, train: bool, views: bool,
+def _loader(cfg: RunConfig, ev: EvalConfig, task_dir: Path, split: str, *, train: bool = False, views: bool = False,
             epoch: int = 0, skip_batches: int = 0, device: torch.device | None = None):
+    """train: random crops and flips (else the test transform); views: the eval's temporal views x
+    spatial crops (else one centre view)."""
     from data.pipeline import make_downstream_loader
 
     return make_downstream_loader(
@@ -64,7 +66,7 @@ def _target(batch: dict, multilabel: bool) -> torch.Tensor:
     return batch["labels"] if multilabel else batch["label"]
 
 
-def _inputs(loader, batch: dict, device: torch.device, views: bool):
+def _inputs(loader, batch: dict, device: torch.device, *, views: bool):
     """(video, audio, V) on `device` as the model takes them: eval batches carry a view axis
     [B,V,S,...]; it is folded into the batch."""
     out, v = [], 1
@@ -89,7 +91,7 @@ def _selection_value(m: dict) -> float:
 
 # ------------------------------------------------------------------------------------ linear eval
 @torch.no_grad()
-def extract_features(dm: DownstreamModel, loader, device, amp: bool, views: bool, multilabel: bool,
+def extract_features(dm: DownstreamModel, loader, device, *, amp: bool, views: bool, multilabel: bool,
                      desc: str) -> tuple[dict, torch.Tensor]:
     """Backbone features for a whole split, on CPU: dict of [N, (V,) ...] tensors and targets.
 
@@ -100,7 +102,7 @@ def extract_features(dm: DownstreamModel, loader, device, amp: bool, views: bool
     targets = []
     for batch in tqdm(loader, desc=desc, unit="batch", leave=False, dynamic_ncols=True):
         _stop_point(desc)
-        video, audio, v = _inputs(loader, batch, device, True)
+        video, audio, v = _inputs(loader, batch, device, views=True)
         if not views and v != 1:
             raise ValueError(f"{desc}: views=False needs a one-view loader, got {v} views per clip")
         with runtime.autocast(device, amp):
@@ -147,15 +149,18 @@ def first_per_class(labels: torch.Tensor, k: int) -> torch.Tensor:
 
 def linear_eval(cfg, ev, dm, task_dir, device, log) -> dict:
     amp = cfg.runtime.amp
-    f_train, y_train = extract_features(dm, _loader(cfg, ev, task_dir, "train", False, False, device=device),
-                                        device, amp, False, ev.multilabel, f"{ev.name}: train features")
+    f_train, y_train = extract_features(dm, _loader(cfg, ev, task_dir, "train", device=device),
+                                        device, amp=amp, views=False, multilabel=ev.multilabel,
+                                        desc=f"{ev.name}: train features")
     if ev.train_per_class:
         keep = first_per_class(y_train, ev.train_per_class)
         f_train, y_train = {k: t[keep] for k, t in f_train.items()}, y_train[keep]
-    f_val, y_val = extract_features(dm, _loader(cfg, ev, task_dir, "val", False, True, device=device),
-                                    device, amp, True, ev.multilabel, f"{ev.name}: val features")
-    f_test, y_test = extract_features(dm, _loader(cfg, ev, task_dir, "test", False, True, device=device),
-                                      device, amp, True, ev.multilabel, f"{ev.name}: test features")
+    f_val, y_val = extract_features(dm, _loader(cfg, ev, task_dir, "val", views=True, device=device),
+                                    device, amp=amp, views=True, multilabel=ev.multilabel,
+                                    desc=f"{ev.name}: val features")
+    f_test, y_test = extract_features(dm, _loader(cfg, ev, task_dir, "test", views=True, device=device),
+                                      device, amp=amp, views=True, multilabel=ev.multilabel,
+                                      desc=f"{ev.name}: test features")
     if ev.standardize:
         f_train, f_val, f_test = standardize_features(f_train, f_val, f_test)
     dm.to("cpu")  # the head trains on cached CPU features
@@ -207,7 +212,7 @@ def evaluate_views(dm, loader, device, amp: bool, multilabel: bool, desc: str) -
     scores, targets = [], []
     for batch in tqdm(loader, desc=desc, unit="batch", leave=False, dynamic_ncols=True):
         _stop_point(desc)
-        video, audio, v = _inputs(loader, batch, device, True)
+        video, audio, v = _inputs(loader, batch, device, views=True)
         with runtime.autocast(device, amp):
             logits = dm.head_logits(dm.features(video, audio))
         s = head_scores(logits, multilabel)
@@ -222,7 +227,7 @@ def evaluate_views(dm, loader, device, amp: bool, multilabel: bool, desc: str) -
 def finetune(cfg, ev, dm, task_dir, folder, cfg_hash, device, log) -> dict:
     stage = f"downstream:{ev.name}"
     amp = cfg.runtime.amp
-    probe = _loader(cfg, ev, task_dir, "train", True, False, device=device)
+    probe = _loader(cfg, ev, task_dir, "train", train=True, device=device)
     n_train, steps_per_epoch = probe.num_samples, len(probe)
     opt = torch.optim.AdamW(param_groups(dm, ev.finetune_lr, ev.lr, ev.weight_decay))
     sched = build_scheduler(opt, _cosine(), ev.epochs * steps_per_epoch)
@@ -237,12 +242,12 @@ def finetune(cfg, ev, dm, task_dir, folder, cfg_hash, device, log) -> dict:
     with loop:
         while pos["epoch"] < ev.epochs:
             dm.train()
-            loader = _loader(cfg, ev, task_dir, "train", True, False, epoch=pos["epoch"], skip_batches=pos["batch"],
+            loader = _loader(cfg, ev, task_dir, "train", train=True, epoch=pos["epoch"], skip_batches=pos["batch"],
                              device=device)
             for batch in tqdm(loop.batches(loader), total=len(loader), desc=f"{ev.name} epoch {pos['epoch']}",
                               unit="batch", leave=False, dynamic_ncols=True):
                 with loop.step():
-                    video, audio, _ = _inputs(loader, batch, device, False)
+                    video, audio, _ = _inputs(loader, batch, device, views=False)
                     with runtime.autocast(device, amp):
                         logits = dm.head_logits(dm.features(video, audio))  # per head: one loss each (released)
                         loss = downstream_loss(logits, _target(batch, ev.multilabel).to(device), ev.loss)
@@ -257,7 +262,7 @@ def finetune(cfg, ev, dm, task_dir, folder, cfg_hash, device, log) -> dict:
             # validation runs between steps (eval mode changes no state): a stop in it saves this epoch's
             # training, and the resumed run validates again from the boundary's RNG state
             try:
-                val, _ = evaluate_views(dm, _loader(cfg, ev, task_dir, "val", False, True, device=device), device,
+                val, _ = evaluate_views(dm, _loader(cfg, ev, task_dir, "val", views=True, device=device), device,
                                         amp, ev.multilabel, f"{ev.name}: val")
             except preemption.Preempted:
                 loop.save()
@@ -272,7 +277,7 @@ def finetune(cfg, ev, dm, task_dir, folder, cfg_hash, device, log) -> dict:
                 pos["wall_s"] = time.time() - t0
             loop.save()
     dm.load_state_dict(checkpoint.load(folder, best_path, map_location=device)["model"])
-    test, n_test = evaluate_views(dm, _loader(cfg, ev, task_dir, "test", False, True, device=device), device, amp,
+    test, n_test = evaluate_views(dm, _loader(cfg, ev, task_dir, "test", views=True, device=device), device, amp,
                                   ev.multilabel, f"{ev.name}: test")
     return {**test, "best_epoch": pos["best_epoch"], "val": round(pos["best"], 3), "num_train": n_train, "num_test": n_test}
 
@@ -294,7 +299,7 @@ def load_heads(dm: DownstreamModel, heads: dict | None, num_classes: int, source
 
 def test_only(cfg, ev, dm, task_dir, device) -> dict:
     """protocol test: no training; the test split scored with the loaded weights and heads, every view."""
-    test, n_test = evaluate_views(dm, _loader(cfg, ev, task_dir, "test", False, True, device=device), device,
+    test, n_test = evaluate_views(dm, _loader(cfg, ev, task_dir, "test", views=True, device=device), device,
                                   cfg.runtime.amp, ev.multilabel, f"{ev.name}: test")
     return {**test, "num_train": 0, "num_test": n_test}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import json
 import os
 import tempfile
@@ -41,8 +42,6 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """torch.save through a temp file + rename, so a kill mid-write keeps the previous file."""
-    import io
-
     import torch  # lazy: the preparers and the generator do not need torch to write their files
 
     buf = io.BytesIO()

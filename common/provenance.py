@@ -43,7 +43,7 @@ def versions() -> dict:
 
 
 def collect(seed: int, world_size: int = 1) -> dict:
-    import torch
+    import torch  # lazy: the data tools' benchmarks record provenance without importing torch
 
     return {
         "git": git_state(),

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 from common.paths import CODE_ROOT
+from experiments import launcher
+from experiments import run as run_module
 
 RQ_ROOT = CODE_ROOT / "experiments"
 
@@ -29,8 +31,6 @@ def config_path(arg: str) -> str:
 
 
 def run(argv: list[str] | None = None) -> int:
-    from experiments import run as run_module
-
     argv = list(sys.argv[1:] if argv is None else argv)
     for i, arg in enumerate(argv):
         if arg.startswith("--config="):
@@ -48,6 +48,4 @@ def launch(argv: list[str] | None = None) -> int:
         print(f"usage: avbert-launch RQ [launcher options] [key=value ...]\n{given}RQ is one of: {', '.join(known)}"
               "\n(avbert-launch RQ --help lists the options)", file=sys.stderr)
         return 2
-    from experiments import launcher
-
     return launcher.main(rq_dir=RQ_ROOT / argv[0], argv=argv[1:])

@@ -156,7 +156,7 @@ def _dist():
     """torch.distributed if torch was imported and a process group exists, else None."""
     if "torch" not in sys.modules:
         return None
-    import torch.distributed as dist
+    import torch.distributed as dist  # lazy (here and below): the launcher imports this module, never torch
 
     return dist if dist.is_available() and dist.is_initialized() else None
 

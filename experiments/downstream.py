@@ -24,29 +24,29 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from data import shards
+from data.pipeline import make_downstream_loader, task_folder
 from experiments import checkpoint, preemption, runtime
-from experiments.config import EvalConfig, RunConfig
+from experiments.config import EvalConfig, OptimConfig, RunConfig
 from experiments.optim import build_scheduler
 from experiments.resumable import ResumableLoop
+from model.build import build_model
+from model.config import standard_init
 from model.heads import DownstreamModel, downstream_loss, head_scores, param_groups
 from model.metrics import mean_average_precision, topk_accuracy
 
 
 def read_classes(task_dir: Path) -> dict:
-    from data.shards import read_classes as _read
-
     if not (task_dir / "classes.json").is_file():
         raise FileNotFoundError(f"{task_dir / 'classes.json'} missing: prepare the task with `python -m data.prepare` "
                                 "(or generate the synthetic benchmark with `python -m data.synthetic`)")
-    return _read(task_dir)
+    return shards.read_classes(task_dir)
 
 
 def _loader(cfg: RunConfig, ev: EvalConfig, task_dir: Path, split: str, *, train: bool = False, views: bool = False,
             epoch: int = 0, skip_batches: int = 0, device: torch.device | None = None):
     """train: random crops and flips (else the test transform); views: the eval's temporal views x
     spatial crops (else one centre view)."""
-    from data.pipeline import make_downstream_loader
-
     return make_downstream_loader(
         cfg.data, task_dir, split, segments=ev.segments, train=train,
         temporal_views=ev.temporal_views if views else 1, spatial_crops=ev.spatial_crops if views else 1,
@@ -200,8 +200,6 @@ def linear_eval(cfg, ev, dm, task_dir, device, log) -> dict:
 
 
 def _cosine():
-    from experiments.config.schema import OptimConfig
-
     return OptimConfig(schedule="cosine", warmup_steps=0)
 
 
@@ -309,10 +307,6 @@ def run_eval(cfg: RunConfig, ev: EvalConfig, init_state: dict | None, data_root:
              cfg_hash: str, env, device: torch.device, log, heads: dict | None = None) -> dict:
     """One downstream evaluation; returns its metrics entry for metrics.json. `heads`: the init
     checkpoint's head weights (used by protocol 'test' only)."""
-    from model.build import build_model
-
-    from data.pipeline import task_folder
-
     t0 = time.time()
     # every evaluation starts from the run's seed: its result must not depend on what ran before it in
     # this process (pretraining, other evaluations, or nothing after a requeue)
@@ -323,8 +317,6 @@ def run_eval(cfg: RunConfig, ev: EvalConfig, init_state: dict | None, data_root:
     if bool(info.get("multilabel")) != ev.multilabel:
         raise ValueError(f"downstream '{ev.name}': multilabel={ev.multilabel} but {task_dir} is "
                          f"{'multi' if info.get('multilabel') else 'single'}-label; fix the eval config")
-    from model.config import standard_init
-
     # a random-init baseline gets the standard init (no zero-init residual branches): fair baselines
     backbone = build_model(cfg.model if init_state is not None else standard_init(cfg.model))
     if init_state is not None:

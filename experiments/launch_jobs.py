@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import submitit
 import submitit.local.debug
+from tqdm import tqdm
 
 from common.fsutil import atomic_write_json
 from experiments import run_progress
@@ -194,7 +195,6 @@ def wait(outcomes: list[Outcome], *, poll_s: float, timeout_s: float | None = No
          start_next: Callable[[], None] | None = None, progress: bool = True) -> None:
     """Poll until every submitted job is done (or `timeout_s`). `start_next()` tops up paced local runs.
     Shows a tqdm bar with running/pending counts (periodic status lines when stderr is not a terminal)."""
-    from tqdm import tqdm
 
     total = sum(o.status in ("submitted", "pending") for o in outcomes)
     if not total:

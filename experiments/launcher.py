@@ -28,11 +28,13 @@ from pathlib import Path
 from typing import TextIO
 
 from common import paths
-from experiments import run_lock
+from data.synthetic import ensure_synthetic
+from experiments import logs, run_lock
 from experiments.cluster_profile import ClusterProfile, load_cluster_profile
 from experiments.config import PROFILES, ConfigError, explain_config
 from experiments.launch_jobs import Outcome, active_job, run_debug, submit_local, submit_slurm, wait
 from experiments.launch_plan import QUEUED, RunPlan, discover, load_plans, seed_overrides, select
+from experiments.snapshot import make_snapshot
 from experiments.submitit_job import DEFAULT_TARGET, RunJob
 
 CLUSTERS = ("local", "slurm", "debug")
@@ -226,14 +228,6 @@ def ensure_data(plans: list[RunPlan], out: TextIO) -> None:
             needed.setdefault(str(paths.resolve(p.cfg.data.root)), p.cfg.data)
     if not needed:
         return
-    try:
-        from data.synthetic import ensure_synthetic
-    except ModuleNotFoundError as e:
-        if e.name not in ("data.synthetic", "data"):
-            raise
-        print("warning: data.synthetic is not available; each job will have to generate the synthetic "
-              "benchmark itself", file=out)
-        return
     for root, data_cfg in needed.items():
         print(f"synthetic benchmark: checking {root} (generated once if missing)", file=out, flush=True)
         ensure_synthetic(Path(root), data_cfg, seed=0)
@@ -297,7 +291,6 @@ def launch(rq_dir: Path | str, argv: list[str] | None = None, *, out: TextIO | N
 
 def _run(summary: Summary, todo: list[Outcome], args: argparse.Namespace, out: TextIO,
          prepare_data: bool | None) -> None:
-    from experiments.snapshot import make_snapshot
 
     res = summary.resources
     if prepare_data or (prepare_data is None and args.target == DEFAULT_TARGET):
@@ -373,8 +366,6 @@ def wait_for(summary: Summary, *, timeout_s: float | None = None, poll_s: float 
 
 
 def main(rq_dir: Path | str, argv: list[str] | None = None) -> int:
-    from experiments import logs
-
     logs.configure(0)  # the launcher is one process; it generates the synthetic data (the `data` logger)
     summary = launch(rq_dir, sys.argv[1:] if argv is None else argv)
     return summary.exit_code

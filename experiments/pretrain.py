@@ -17,10 +17,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from data.pipeline import make_pretrain_loader, model_inputs, report_skipped, resolve_folder
+from data.shards import read_manifest
 from experiments import runtime
 from experiments.config import RunConfig
 from experiments.optim import build_optimizer, build_scheduler, cnn_split_groups
 from experiments.resumable import ResumableLoop
+from model.pretrain_objective import AVPretrainObjective
 
 STAGE = "pretrain"
 
@@ -48,9 +51,6 @@ def _freeze_cnns(model: torch.nn.Module) -> None:
 def heldout_metrics(cfg: RunConfig, module: PretrainModule, data_root: Path, device: torch.device, epoch: int) -> dict:
     """CPP accuracy and MEP top-1 (masked segment vs the clip's other segments, chance 1/S) on the
     held-out pretraining clips, in eval mode, with RNGs of their own (the training RNG is untouched)."""
-    from data.pipeline import make_pretrain_loader, model_inputs, resolve_folder
-    from data.shards import read_manifest
-
     pc = cfg.pretrain
     folder = resolve_folder(data_root / pc.heldout_dataset)
     n = read_manifest(folder)["total"]
@@ -79,9 +79,6 @@ def heldout_metrics(cfg: RunConfig, module: PretrainModule, data_root: Path, dev
 
 def pretrain(cfg: RunConfig, model: torch.nn.Module, data_root: Path, folder: Path, cfg_hash: str,
              env, device: torch.device, log) -> dict:
-    from data.pipeline import make_pretrain_loader, model_inputs
-    from model.pretrain_objective import AVPretrainObjective
-
     pc = cfg.pretrain
     objective = AVPretrainObjective(model, pc.mep, pc.cpp, pc.negatives)
     module = PretrainModule(model, objective).to(device)
@@ -181,8 +178,6 @@ def pretrain(cfg: RunConfig, model: torch.nn.Module, data_root: Path, folder: Pa
                 if pc.heldout_dataset and env.rank == 0:
                     heldout = heldout_metrics(cfg, module, data_root, device, pos["epoch"])
                 with loop.step():  # epoch end: its log lines, next epoch
-                    from data.pipeline import report_skipped
-
                     if heldout is not None:
                         pos["heldout"] = heldout
                         log.write(stage=STAGE, event="heldout", epoch=pos["epoch"], step=pos["step"], **heldout)

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from common.fsutil import atomic_write_json, atomic_write_text
 from experiments.config import config_hash, without_keys
 
 PRETRAIN_SECTIONS = ("model", "pretrain", "data", "runtime", "seed")
@@ -115,7 +116,6 @@ def reuse(root: Path, folder: Path, config: dict) -> str | None:
         return None
     source, summary = found
     name = f"{source.parent.name}/{source.name}"
-    from common.fsutil import atomic_write_json, atomic_write_text
 
     lines = _pretrain_lines(source)
     atomic_write_text(folder / "log.jsonl", "".join(line + "\n" for line in lines))

@@ -22,7 +22,7 @@ import json
 
 from common import paths
 from common.fsutil import atomic_write_json
-from experiments import preemption, run_lock
+from experiments import distributed, logs, preemption, run_lock
 from experiments.config import ConfigError, RunConfig, explain_config, load_config, save_config, to_dict
 from experiments.run_folder import ConfigChanged, RunFolder
 
@@ -32,8 +32,6 @@ PARTIAL = "metrics.partial.json"
 def execute(cfg: RunConfig, *, resume: bool = True, restart: bool = False) -> dict:
     """Run (or resume, or skip) one config and return its metrics dict. resume=False starts over:
     a previous run folder is moved aside (never deleted)."""
-    from experiments import distributed
-
     folder = RunFolder.of(cfg)
     if resume and folder.is_complete():
         print(f"{folder.path} is complete with this config: skipped (--no-resume starts it over)", file=sys.stderr)
@@ -57,15 +55,15 @@ def execute(cfg: RunConfig, *, resume: bool = True, restart: bool = False) -> di
 
 
 def _execute_locked(cfg: RunConfig, folder: RunFolder, env, resume: bool, restart: bool) -> dict:
-    from experiments import distributed
+    # lazy: torch, the model and the data stack load only here, once the config is valid and the folder
+    # ours, so `run.py` answers a config error, --print-config or a complete run in about a second
+    from experiments.pretrain_reuse import reuse
     from experiments.stages import run_stages
 
     if env.rank == 0:
         folder.claim(restart=restart, fresh=not resume)
         save_config(cfg, folder.path / "config.yaml")
         if cfg.pretrain.enabled and cfg.runtime.reuse_pretraining:
-            from experiments.pretrain_reuse import reuse
-
             source = reuse(paths.resolve(cfg.output_root), folder.path, to_dict(cfg))
             if source:
                 print(f"{cfg.rq}/{cfg.name}: pretraining reused from {source} (same model, pretraining, data, "
@@ -97,8 +95,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError) as e:  # as launch.py: the message, exit 2, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from experiments import distributed, logs
-
     logs.configure(distributed.resolve_env().rank)
     preemption.install()
     preemption.shield_forked_children()  # srun/scancel signal every process; workers must not act

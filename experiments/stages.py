@@ -12,9 +12,17 @@ import torch
 
 from common import paths
 from common.fsutil import atomic_write_json
-from experiments import checkpoint, runtime
+from common.provenance import collect
+from data.pipeline import skipped_summary
+from data.synthetic import ensure_synthetic
+from experiments import checkpoint, distributed, runtime
 from experiments.config import RunConfig
+from experiments.downstream import run_eval
 from experiments.jsonl_log import JsonlLog
+from experiments.pretrain import pretrain
+from model.build import build_model
+from model.config import standard_init
+from model.params import count_params
 
 
 def _partial(folder: Path) -> dict:
@@ -47,12 +55,8 @@ def _finished(log: JsonlLog, folder: Path, part: dict) -> None:
 
 def prepare_data(cfg: RunConfig, env) -> Path:
     """Data root as an absolute path; the synthetic benchmark is generated there if it is missing."""
-    from experiments import distributed
-
     root = paths.resolve(cfg.data.root)
     if cfg.data.synthetic:
-        from data.synthetic import ensure_synthetic
-
         if env.rank == 0:
             ensure_synthetic(root, cfg.data, seed=0)
         distributed.barrier()
@@ -80,25 +84,14 @@ def load_init_file(path: str) -> dict | None:
 
 def run_stages(cfg: RunConfig, folder: Path, cfg_hash: str, env) -> dict | None:
     """All stages; returns the metrics dict on rank 0 and None on the other ranks."""
-    from model.build import build_model
-    from model.params import count_params
-
-    from experiments.downstream import run_eval
-    from experiments.pretrain import pretrain
-
     runtime.configure(cfg.runtime, cfg.seed + env.rank)
     device = runtime.pick_device(cfg.runtime, env.local_rank)
     runtime.reset_peak_memory(device)
     log = JsonlLog(folder / "log.jsonl", enabled=env.rank == 0)
     if env.rank == 0:
-        from common.provenance import collect
-
         atomic_write_json(folder / "provenance.json", collect(cfg.seed, env.world_size))
     data_root = prepare_data(cfg, env)
     part = _partial(folder)
-
-    from model.config import standard_init
-
     # CNNs frozen at init stay random features: they get the standard init, as random-init baselines do
     model = build_model(standard_init(cfg.model) if cfg.pretrain.freeze_cnn else cfg.model)
     params = count_params(model)
@@ -120,8 +113,6 @@ def run_stages(cfg: RunConfig, folder: Path, cfg_hash: str, env) -> dict | None:
             _finished(log, folder, part)
     pretrained = initial  # with pretraining disabled, evaluations start from init_checkpoint (if any)
     if cfg.pretrain.enabled:
-        from experiments import distributed
-
         distributed.barrier()
         pretrained = checkpoint.load(folder, checkpoint.PRETRAINED)["model"]
     del model
@@ -138,8 +129,6 @@ def run_stages(cfg: RunConfig, folder: Path, cfg_hash: str, env) -> dict | None:
                                        heads=init_heads)
         part["downstream"] = downstream
         _finished(log, folder, part)
-
-    from data.pipeline import skipped_summary
 
     return {
         "run": cfg.name, "rq": cfg.rq, "profile": cfg.profile, "seed": cfg.seed, "config_hash": cfg_hash,

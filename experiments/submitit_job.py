@@ -46,6 +46,8 @@ import submitit
 
 from common.paths import CODE_ROOT
 from experiments import distributed, logs, preemption
+from experiments.config import RunConfig
+from experiments.config.loader import build_dataclass
 
 DEFAULT_TARGET = "experiments.run:execute"
 MANAGED_EXECUTORS = ("slurm", "local")  # submitit executors whose jobs can requeue themselves
@@ -83,8 +85,6 @@ class RunJob(submitit.helpers.Checkpointable):
         self.cpus_per_task = cpus_per_task
 
     def __call__(self, config_dict: dict, resume: bool = True) -> Any:
-        from experiments.config import RunConfig
-        from experiments.config.loader import build_dataclass
 
         if self.repo_root:
             os.environ["AVBERT_ROOT"] = str(self.repo_root)

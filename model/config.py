@@ -5,7 +5,7 @@ builders; they never read YAML. `experiments/config` validates YAML into these s
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar, Literal
 
 Fusion = Literal["early", "mid", "late"]
@@ -120,6 +120,4 @@ def standard_init(cfg: AVBertConfig) -> AVBertConfig:
     so an untrained network's features would be the stem plus shortcut projections: a crippled
     baseline. Features that are never trained (random-init evaluations, CNNs frozen at init) use the
     standard initialisation instead (SPEC 4: fair baselines)."""
-    from dataclasses import replace
-
     return replace(cfg, zero_init_final_bn=False)

@@ -22,9 +22,14 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
+
+from common.fsutil import atomic_torch_save
+from model.build import build_model
+from model.infer_config import config_overrides, infer_config
 
 _LAYER_MAPS = {  # released sub-module -> ours (ALBERT-with-factors, plain ALBERT, BERT)
     "attention.factor_query": "q", "attention.factor_key": "k", "attention.factor_value": "v",
@@ -238,14 +243,6 @@ def load_released(model: torch.nn.Module, src: dict[str, torch.Tensor], strict: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dataclasses import asdict
-    from pathlib import Path
-
-    from common.fsutil import atomic_torch_save
-
-    from .build import build_model
-    from .infer_config import config_overrides, infer_config
-
     ap = argparse.ArgumentParser(prog="python -m model.convert_released", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("src", help="released checkpoint (.pyth)")

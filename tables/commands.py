@@ -2,6 +2,7 @@
 `python tables/make_table1.py`, `make_table2.py`, `make_claims.py` and `plot_curves.py`."""
 from __future__ import annotations
 
+import importlib
 import sys
 
 from tables.cli import run_main
@@ -15,7 +16,5 @@ def main(argv: list[str] | None = None) -> None:
         print(f"usage: avbert-tables {{{','.join(WHICH)}}} [options]  (avbert-tables 1 --help for the options)",
               file=sys.stderr)
         sys.exit(2)
-    import importlib
-
     module = importlib.import_module(f"tables.{WHICH[argv[0]]}")
     run_main(lambda: module.main(argv[1:]))

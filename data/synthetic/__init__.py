@@ -1,6 +1,7 @@
 """The embedded synthetic audio-visual benchmark (see generate.py for the layout, spec.py for knobs).
 
-Imports are lazy so `import data.synthetic` stays cheap for callers that only need ensure_synthetic.
+Imports are lazy so `import data.synthetic` stays cheap (the launcher and every run import it; the
+renderers load only when a corpus is missing).
 """
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from common.fsutil import atomic_write_text
 from common.paths import CODE_ROOT, shown
 
 from .loader import (ConfigError, apply_overrides, build_dataclass, config_hash, deep_merge,
@@ -159,6 +160,4 @@ def without_keys(config: dict, dotted: tuple[str, ...] = NON_RESULT_KEYS) -> dic
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:
     """Write the resolved config as YAML (atomically)."""
-    from common.fsutil import atomic_write_text
-
     atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

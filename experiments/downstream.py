@@ -25,7 +25,8 @@ import torch
 from tqdm import tqdm
 
 from data import shards
-from data.pipeline import make_downstream_loader, task_folder
+from data import pipeline  # loaders looked up per call (pipeline.make_*): the resume tests wrap them
+from data.pipeline import task_folder
 from experiments import checkpoint, preemption, runtime
 from experiments.config import EvalConfig, OptimConfig, RunConfig
 from experiments.optim import build_scheduler
@@ -47,7 +48,7 @@ def _loader(cfg: RunConfig, ev: EvalConfig, task_dir: Path, split: str, *, train
             epoch: int = 0, skip_batches: int = 0, device: torch.device | None = None):
     """train: random crops and flips (else the test transform); views: the eval's temporal views x
     spatial crops (else one centre view)."""
-    return make_downstream_loader(
+    return pipeline.make_downstream_loader(
         cfg.data, task_dir, split, segments=ev.segments, train=train,
         temporal_views=ev.temporal_views if views else 1, spatial_crops=ev.spatial_crops if views else 1,
         batch_size=ev.batch_size, modalities=tuple(ev.modalities), seed=cfg.seed, epoch=epoch, skip_batches=skip_batches,

@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from data.pipeline import make_pretrain_loader, model_inputs, report_skipped, resolve_folder
+from data import pipeline  # loaders looked up per call (pipeline.make_*): the resume tests wrap them
+from data.pipeline import model_inputs, report_skipped, resolve_folder
 from data.shards import read_manifest
 from experiments import runtime
 from experiments.config import RunConfig
@@ -54,7 +55,7 @@ def heldout_metrics(cfg: RunConfig, module: PretrainModule, data_root: Path, dev
     pc = cfg.pretrain
     folder = resolve_folder(data_root / pc.heldout_dataset)
     n = read_manifest(folder)["total"]
-    loader = make_pretrain_loader(cfg.data, folder, batch_size=pc.batch_size,
+    loader = pipeline.make_pretrain_loader(cfg.data, folder, batch_size=pc.batch_size,
                                   batches_per_epoch=max(1, n // pc.batch_size), seed=cfg.seed, epoch=0,
                                   pin_memory=device.type == "cuda")
     g = torch.Generator(device=device).manual_seed(cfg.seed + 7919 * (epoch + 1))
@@ -125,7 +126,7 @@ def pretrain(cfg: RunConfig, model: torch.nn.Module, data_root: Path, folder: Pa
     with loop:
         try:
             while pos["epoch"] < pc.epochs:
-                loader = make_pretrain_loader(
+                loader = pipeline.make_pretrain_loader(
                     cfg.data, data_root / pc.dataset, batch_size=pc.batch_size,
                     batches_per_epoch=pc.steps_per_epoch * accum, rank=env.rank, world_size=env.world_size,
                     seed=cfg.seed, epoch=pos["epoch"], skip_batches=pos["micro"], pin_memory=device.type == "cuda")

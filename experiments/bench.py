@@ -32,8 +32,14 @@ import torch
 
 from common import paths
 from common.fsutil import atomic_write_json
+from common.provenance import collect
 from experiments import runtime
 from experiments.config import load_config
+from experiments.optim import build_optimizer, decay_groups
+from experiments.pretrain import PretrainModule
+from model.build import build_model
+from model.params import count_params
+from model.pretrain_objective import AVPretrainObjective
 
 SHARINGS = ("multi2", "none", "cross_layer", "all", "part")
 BASE_CONFIG = "experiments/rq3_sharing/configs/part.yaml"
@@ -67,13 +73,6 @@ def inputs(cfg, batch: int, device: torch.device):
 
 def measure(cfg, batch: int, device: torch.device, steps: int, warmup: int, *, amp: bool, act_ckpt: bool,
             channels_last: bool, compile_: bool) -> dict:
-    from model.build import build_model
-    from model.params import count_params
-    from model.pretrain_objective import AVPretrainObjective
-
-    from experiments.optim import build_optimizer, decay_groups
-    from experiments.pretrain import PretrainModule
-
     torch.manual_seed(0)
     model = build_model(cfg.model)
     pc = cfg.pretrain
@@ -226,8 +225,6 @@ def main(argv: list[str] | None = None) -> int:
                 row = run_one(args, sharing, fusion)
             rows.append(row)
             print(f"{fusion}/{sharing}: {row['clips_per_s']:.2f} clips/s", file=sys.stderr)
-    from common.provenance import collect
-
     report = {"command": " ".join(["python -m experiments.bench", *(argv or sys.argv[1:])]),
               "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(0),
               "amp": args.amp, "activation_checkpointing": args.activation_checkpointing,

@@ -20,10 +20,18 @@ line before). The last two lines printed are those two.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import numpy as np
 import torch
+
+from data.synthetic.scenes import sample_scene
+from data.synthetic.spec import preset
+from experiments.config import load_config
+from experiments.optim import build_optimizer, build_scheduler, decay_groups, optimizer_step
+from model.build import build_model
+from model.pretrain_objective import AVPretrainObjective
 
 DEFAULT_CONFIG = "experiments/rq1_end_to_end/configs/end_to_end.yaml"
 
@@ -31,11 +39,6 @@ DEFAULT_CONFIG = "experiments/rq1_end_to_end/configs/end_to_end.yaml"
 def segment_signatures(n_clips: int, cfg, seed: int, types_per_clip: int | None = None) -> np.ndarray:
     """[n, S, 2] (visual, audio) signature per segment, from the synthetic generator's pretraining scenes
     (its `types_per_clip`, or the one given: k distinct types per clip, each on S / k segments)."""
-    import dataclasses
-
-    from data.synthetic.scenes import sample_scene
-    from data.synthetic.spec import preset
-
     spec = preset("tiny")
     if types_per_clip is not None:
         spec = dataclasses.replace(spec, types_per_clip=types_per_clip)
@@ -94,10 +97,6 @@ def heldout_metrics(model, objective, oracle: Oracle, sigs: torch.Tensor, batch:
 def run(cfg, steps: int, seed: int, clip_scale: float = 0.5, noise: float = 0.5, heldout_clips: int = 512,
         log_every: int = 0, event_scale: float = 1.0, types_per_clip: int | None = None) -> dict:
     """Train cfg's transformer stack on oracle embeddings; returns held-out metrics and timings."""
-    from experiments.optim import build_optimizer, build_scheduler, decay_groups, optimizer_step
-    from model.build import build_model
-    from model.pretrain_objective import AVPretrainObjective
-
     torch.manual_seed(seed)
     pc = cfg.pretrain
     model = build_model(cfg.model)
@@ -128,8 +127,6 @@ def run(cfg, steps: int, seed: int, clip_scale: float = 0.5, noise: float = 0.5,
 
 
 def main(argv: list[str] | None = None) -> int:
-    from experiments.config import load_config
-
     ap = argparse.ArgumentParser(prog="python -m experiments.probes.learnability", description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=DEFAULT_CONFIG, help=f"run config whose stack is trained (default {DEFAULT_CONFIG})")
     ap.add_argument("--profile", default="tiny")
@@ -152,10 +149,6 @@ def main(argv: list[str] | None = None) -> int:
     if steps < 1 or args.heldout_clips < 1:
         ap.error("--steps and --heldout-clips must be >= 1")
     if args.types_per_clip is not None:  # the generator's spec checks its own bounds
-        import dataclasses
-
-        from data.synthetic.spec import preset
-
         try:
             dataclasses.replace(preset("tiny"), types_per_clip=args.types_per_clip)
         except ValueError as e:

@@ -22,21 +22,28 @@ from pathlib import Path
 
 import torch
 
+from common import paths
+from data.synthetic import ensure_synthetic
+from experiments.config import load_config
+from experiments.optim import build_optimizer, build_scheduler, cnn_split_groups, optimizer_step
+from experiments.pretrain import PretrainModule, _freeze_cnns
+from experiments.probes.segments import decode
+from experiments.stages import load_init_file
+from model.build import build_model
+from model.config import standard_init
+from model.pretrain_objective import AVPretrainObjective
+
 DEFAULT_CONFIG = "experiments/rq1_end_to_end/configs/end_to_end.yaml"
 
 
 def decode_once(cfg, folder: Path, clips: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(video [N,S,3,T,H,W], audio [N,S,1,F,Tm]) of the first `clips` clips the pretraining loader yields."""
-    from experiments.probes.segments import decode
-
     d = decode(cfg, folder, clips, seed)
     return d["video"], d["audio"]
 
 
 @torch.no_grad()
 def heldout(module, video: torch.Tensor, audio: torch.Tensor, seed: int, freeze: bool, batch: int = 32) -> dict:
-    from experiments.pretrain import _freeze_cnns
-
     module.eval()
     g = torch.Generator().manual_seed(seed)
     cpp, mep = [], []
@@ -52,14 +59,6 @@ def heldout(module, video: torch.Tensor, audio: torch.Tensor, seed: int, freeze:
 
 def train(cfg, data: dict, steps: int, freeze: bool, log_every: int, seed: int, log=print) -> dict:
     """Train on the decoded clips; returns the final held-out metrics and the training time."""
-    from experiments.optim import build_optimizer, build_scheduler, cnn_split_groups, optimizer_step
-    from experiments.pretrain import PretrainModule, _freeze_cnns
-    from model.build import build_model
-    from model.pretrain_objective import AVPretrainObjective
-
-    from experiments.stages import load_init_file
-    from model.config import standard_init
-
     pc = cfg.pretrain
     torch.manual_seed(seed)
     # as a run builds it: frozen CNNs get the standard init, pretrain.init_checkpoint's weights go on top
@@ -95,9 +94,6 @@ def train(cfg, data: dict, steps: int, freeze: bool, log_every: int, seed: int, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from common import paths
-    from experiments.config import load_config
-
     ap = argparse.ArgumentParser(prog="python -m experiments.probes.objectives", description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=DEFAULT_CONFIG, help=f"run config (default {DEFAULT_CONFIG})")
     ap.add_argument("--profile", default="tiny")
@@ -119,8 +115,6 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"{args.config}: pretrain.heldout_dataset is empty; the held-out metrics need one")
     root = Path(args.root) if args.root else paths.resolve(cfg.data.root)
     if not args.root and cfg.data.synthetic:
-        from data.synthetic import ensure_synthetic
-
         ensure_synthetic(root, cfg.data, seed=0)  # as runs do: generated on first use
     for name in (cfg.pretrain.dataset, cfg.pretrain.heldout_dataset):
         if not (root / name).is_dir():

@@ -28,14 +28,25 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from common import paths
+from common.fsutil import atomic_write_json
+from data.pipeline import make_pretrain_loader, resolve_folder
+from data.shards import read_manifest
+from data.synthetic import ensure_synthetic
+from data.synthetic.generate import clip_scene
+from data.synthetic.spec import SyntheticSpec
+from experiments.config import load_config
+from experiments.stages import load_init_file
+from model import handcrafted
+from model.build import build_model
+from model.config import standard_init
+
 DEFAULT_CONFIG = "experiments/rq1_end_to_end/configs/end_to_end.yaml"
 LATENTS = {"visual": ("radius", "brightness"), "audio": ("loudness_db", "pitch")}
 
 
 def decode(cfg, folder: Path, clips: int, seed: int) -> dict:
     """{video, audio, split, index} of the first `clips` clips the pretraining loader yields."""
-    from data.pipeline import make_pretrain_loader
-
     loader = make_pretrain_loader(cfg.data, folder, batch_size=16, batches_per_epoch=max(1, clips // 16), seed=seed)
     vs, aus, keys = [], [], []
     for b in loader:
@@ -49,9 +60,6 @@ def decode(cfg, folder: Path, clips: int, seed: int) -> dict:
 
 def segment_truth(root: Path, clips: dict, segments: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Event type [N,S] and latents {visual, audio: [N,S,2]} of stored pretraining clips, by replay."""
-    from data.synthetic.generate import clip_scene
-    from data.synthetic.spec import SyntheticSpec
-
     meta = json.loads((root / "synthetic.json").read_text())
     spec = SyntheticSpec.from_json(meta["spec"])
     types, lat_v, lat_a = [], [], []
@@ -159,14 +167,6 @@ def supervised(model, data: dict, types: torch.Tensor, steps: int, seed: int, lr
 
 
 def main(argv: list[str] | None = None) -> int:
-    from common.fsutil import atomic_write_json
-    from common import paths
-    from experiments.config import load_config
-    from experiments.stages import load_init_file
-    from model import handcrafted
-    from model.build import build_model
-    from model.config import standard_init
-
     ap = argparse.ArgumentParser(prog="python -m experiments.probes.segments", description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=DEFAULT_CONFIG, help=f"run config (model sizes, data; default {DEFAULT_CONFIG})")
     ap.add_argument("--profile", default="tiny")
@@ -188,8 +188,6 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config, args.overrides, profile=args.profile)
     root = Path(args.root) if args.root else paths.resolve(cfg.data.root)
     if cfg.data.synthetic and not args.root:
-        from data.synthetic import ensure_synthetic
-
         ensure_synthetic(root, cfg.data, seed=0)  # as runs do: generated on first use
     if not (root / "synthetic.json").is_file():
         raise SystemExit(f"{root} is not a synthetic corpus (no synthetic.json): the probe needs the generator's "
@@ -270,9 +268,6 @@ def check_rows(rows: list[dict], want: list[dict], segments: int) -> tuple[list[
 
 
 def _count(folder: Path) -> int:
-    from data.pipeline import resolve_folder
-    from data.shards import read_manifest
-
     return int(read_manifest(resolve_folder(folder))["total"])
 
 

@@ -59,7 +59,7 @@ class ClipBatches(IterableDataset):
         share = worker_share(s, info.id if info else 0, info.num_workers if info else 1)
         if share is None:
             return iter(())
-        plan = plan_slot(dict(s.shard_sizes), s.seed, s.epoch, share.slot, share.n_slots)
+        plan = plan_slot(s.shard_sizes, s.seed, s.epoch, share.slot, share.n_slots)
         indexed = enumerate(shuffled(s, share, shard_samples(s, share, plan)))
         if share.first:
             indexed = past_served(s, share.first * s.batch_size, indexed, process_sample)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import webdataset as wds
@@ -36,7 +36,7 @@ class SlotPlan:
     samples: int  # samples this slot gets per pass (before skipping broken ones)
 
 
-def plan_slot(counts: dict[str, int], seed: int, epoch: int, slot: int, n_slots: int) -> SlotPlan:
+def plan_slot(counts: Mapping[str, int], seed: int, epoch: int, slot: int, n_slots: int) -> SlotPlan:
     order = epoch_permutation(sorted(counts), seed, epoch)
     if len(order) >= n_slots:
         mine = order[slot::n_slots]

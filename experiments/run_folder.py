@@ -94,13 +94,16 @@ class RunFolder:
             return FolderState.COMPLETE, "metrics.json complete for this config hash"
         stamp = self.stamp()
         if stamp and stamp != self.result_hash:
-            return FolderState.CONFLICT, (
-                f"{self.path} holds a run of a different config (hash {stamp} != {self.result_hash}): "
-                "use another name (name=...) or move the folder aside "
-                "(python experiments/run.py --config ... --restart)")
+            return FolderState.CONFLICT, self._conflict(stamp)
         if (self.path / "checkpoints" / "last.pt").is_file():
             return FolderState.RESUME, "unfinished: resumes from checkpoints/last.pt"
         return FolderState.NEW, ""
+
+    def _conflict(self, stamp: str) -> str:
+        """What the launcher reports and run.py refuses with: the folder belongs to another config."""
+        return (f"{self.path} holds a run of a different config (hash {stamp} != {self.result_hash}): use "
+                "another name (name=...) or move the folder aside (python experiments/run.py --config ... "
+                "--restart)")
 
     def move_aside(self, why: str) -> Path:
         """Never delete a run: rename it to <name>.old-<timestamp> beside the new one."""
@@ -115,12 +118,9 @@ class RunFolder:
         fresh moves any previous run aside. Then the folder exists and carries this config's stamp."""
         if fresh and (self.path / "config.yaml").is_file():
             self.move_aside("--no-resume")
-        elif self.stamp() not in (None, self.result_hash):
+        elif (stamp := self.stamp()) not in (None, self.result_hash):
             if not restart:
-                raise ConfigChanged(
-                    f"{self.path} holds a run of a different config (hash {self.stamp()} != "
-                    f"{self.result_hash}). Use another name (name=...), or pass --restart to move the old "
-                    "folder aside.")
+                raise ConfigChanged(self._conflict(stamp))
             self.move_aside("a different config")
         self.stamp_file.parent.mkdir(parents=True, exist_ok=True)
         self.stamp_file.write_text(self.result_hash + "\n")

@@ -34,7 +34,7 @@ from data.samples import SampleSpec, process_sample
 from data.shards import MANIFEST, read_classes, read_manifest
 from data.skipped import KEY, record, report_skipped, skipped_summary
 from data.slots import plan_slot
-from data.stream import StreamSpec, batched, past_served, processed, shard_samples, shuffled, worker_share
+from data.stream import BatchFrames, StreamSpec, batched, past_served, processed, shard_samples, shuffled, worker_share
 from data.transforms import video_input
 
 __all__ = ["make_pretrain_loader", "make_downstream_loader", "model_inputs", "Loader", "report_skipped", "skipped_summary",
@@ -63,8 +63,10 @@ class ClipBatches(IterableDataset):
         indexed = enumerate(shuffled(s, share, shard_samples(s, share, plan)))
         if share.first:
             indexed = past_served(s, share.first * s.batch_size, indexed, process_sample)
+        frames = BatchFrames(s)
         # a run of failures longer than twice the slot's samples means every sample fails
-        return batched(s, share, processed(s, share, indexed, process_sample, limit=2 * plan.samples + 10))
+        clips = processed(s, share, indexed, process_sample, limit=2 * plan.samples + 10, frames=frames)
+        return batched(s, share, clips, frames)
 
 
 def _worker_init(_: int) -> None:

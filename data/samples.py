@@ -85,10 +85,23 @@ def _plan(meta: dict[str, Any], cfg: DataConfig, spec: SampleSpec, rng: np.rando
     return downstream_plan(train=spec.mode == "train", rng=rng, temporal_views=spec.temporal_views, **kw)
 
 
+def frames_shape(cfg: DataConfig, spec: SampleSpec) -> tuple[int, ...] | None:
+    """Shape of one clip's video when process_sample can write it into a given tensor (`video_out`):
+    uint8 training frames [S,T,crop,crop,3] (nearest resize, normalize_video "step"); None otherwise."""
+    v = cfg.video
+    if spec.mode == "eval" or "visual" not in spec.modalities or v.interpolation != "nearest" \
+            or cfg.normalize_video != "step":
+        return None
+    return (spec.segments, v.frames_per_segment, v.crop, v.crop, 3)
+
+
 def process_sample(sample: dict[str, Any], cfg: DataConfig, spec: SampleSpec,
-                   seed: np.random.SeedSequence | None = None, check: bool = False) -> dict[str, Any] | None:
+                   seed: np.random.SeedSequence | None = None, check: bool = False, *,
+                   video_out: torch.Tensor | None = None) -> dict[str, Any] | None:
     """Tensors for one clip: video float [S,3,T,H,W] or, with data.normalize_video "step", uint8 frames
     [S,T,H,W,3]; audio [S,1,F,Tm] (eval: [V,S,...]); label(s), key.
+    `video_out` (shape frames_shape(cfg, spec)): the frames are written there (a batch's slot) and it is
+    the returned video.
 
     Raises data.errors.ClipError subclasses; with check=True returns None after the cheap checks.
     """
@@ -122,7 +135,7 @@ def process_sample(sample: dict[str, Any], cfg: DataConfig, spec: SampleSpec,
             x = video_test_frames(frames, cfg.video, spec.spatial_crops)  # [C,V_t,S,T,h,w,3]
             x = x.transpose(0, 1).reshape(-1, *x.shape[2:])  # view = t_view * crops + crop
         else:
-            x = video_train_frames(frames[0], cfg.video, gen)  # [S,T,h,w,3]
+            x = video_train_frames(frames[0], cfg.video, gen, out=video_out)  # [S,T,h,w,3]
         # uint8 frames for the step to normalise (data.normalize_video), or float as the model takes it
         out["video"] = x if cfg.normalize_video == "step" and x.dtype == torch.uint8 else normalize_video(x, cfg.video)
     if want_a:
@@ -136,13 +149,16 @@ def process_sample(sample: dict[str, Any], cfg: DataConfig, spec: SampleSpec,
     return out
 
 
-def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack a list of processed samples into a batch dict (keys as a list of str).
+def collate(items: list[dict[str, Any]], video: torch.Tensor | None = None) -> dict[str, Any]:
+    """Stack a list of processed samples into a batch dict (keys as a list of str); `video`: the batch's
+    frames, already written in place (data.stream.BatchFrames), taken as they are.
 
     torch's default_collate stacks straight into shared memory inside a DataLoader worker, so the batch
-    is not copied again on its way to the main process (18 MB of frames per paper-size clip)."""
+    is not copied again on its way to the main process."""
     batch: dict[str, Any] = {"key": [it["key"] for it in items]}
     for k in items[0]:
-        if k != "key":
+        if k == "video" and video is not None:
+            batch[k] = video
+        elif k != "key":
             batch[k] = default_collate([it[k] for it in items])
     return batch

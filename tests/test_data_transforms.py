@@ -10,7 +10,8 @@ import torchaudio
 from data.config import AudioConfig, VideoConfig
 from data.errors import ClipTooShort
 from data.sampling import downstream_plan, pretrain_plan
-from data.transforms import crop_offsets, log_mel, mel_params, spec_augment, video_test, video_train
+from data.transforms import (_resize_crop, crop_offsets, log_mel, mel_params, spec_augment, video_test, video_train,
+                             video_train_frames)
 
 
 @pytest.mark.parametrize("n,frames,want", [(88200, 128, (1380, 690)), (94080, 128, (1472, 736)), (8000, 32, (502, 251))])
@@ -68,6 +69,35 @@ def test_nearest_gather_equals_interpolate_then_crop():
     hits = [torch.allclose(out[0].permute(1, 0, 2, 3), c) for y in range(full.shape[2] - 23) for xo in range(full.shape[3] - 23)
             for c in (full[:, :, y:y + 24, xo:xo + 24], full[:, :, y:y + 24, xo:xo + 24].flip(-1))]
     assert any(hits)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_nearest_crop_is_the_resized_crop_and_writes_into_out(flip):
+    """The one-gather crop (flip folded into the index) equals resize -> crop -> flip done step by step,
+    and with out= lands in the given tensor (a batch's slot) with the same values."""
+    frames = torch.randint(0, 255, (5, 30, 44, 3), dtype=torch.uint8)
+    size, y0, x0, c = (37, 54), 4, 9, 24
+    rows = (torch.arange(size[0]) * 30 / size[0]).floor().long()
+    cols = (torch.arange(size[1]) * 44 / size[1]).floor().long()
+    want = frames[:, rows][:, :, cols][:, y0:y0 + c, x0:x0 + c]
+    want = want.flip(2) if flip else want
+    got = _resize_crop(frames, size, y0, x0, c, c, flip=flip, mode="nearest")
+    assert torch.equal(got, want)
+    out = torch.zeros(5, c, c, 3, dtype=torch.uint8)
+    assert _resize_crop(frames, size, y0, x0, c, c, flip=flip, mode="nearest", out=out) is out
+    assert torch.equal(out, want)
+    with pytest.raises(ValueError, match="want contiguous uint8"):
+        _resize_crop(frames, size, y0, x0, c, c, flip=flip, mode="nearest", out=torch.zeros(5, c, c, 3))
+
+
+def test_video_train_frames_into_out_equals_a_fresh_result():
+    cfg = VideoConfig(crop=24, train_jitter_scales=(26, 40), test_size=32)
+    frames = torch.randint(0, 255, (2, 3, 30, 44, 3), dtype=torch.uint8)
+    for seed in range(6):  # scales, offsets and both flips
+        fresh = video_train_frames(frames, cfg, torch.Generator().manual_seed(seed))
+        out = torch.empty(2, 3, 24, 24, 3, dtype=torch.uint8)
+        video_train_frames(frames, cfg, torch.Generator().manual_seed(seed), out=out)
+        assert torch.equal(out, fresh)
 
 
 def test_video_test_crops_along_long_side():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from data import bench_loader
 
 
@@ -13,8 +15,8 @@ def _positive(x) -> bool:
 
 def test_bench_loader_writes_report(tmp_path, capsys):
     out, cache = tmp_path / "loader.json", tmp_path / "cache"
-    argv = ["--profile", "tiny", "--clips", "3", "--workers", "0", "--batch-size", "1", "--gen-workers", "1",
-            "--cache", str(cache), "--out", str(out)]
+    argv = ["--profile", "tiny", "--clips", "3", "--workers", "0,1", "--repeats", "2", "--batch-size", "1",
+            "--gen-workers", "1", "--cache", str(cache), "--out", str(out)]
     assert bench_loader.main(argv) == 0
     rep = json.loads(out.read_text())
     assert {"profile", "command", "date", "device", "versions", "git", "data", "settings", "loader", "pyav_raw",
@@ -23,13 +25,18 @@ def test_bench_loader_writes_report(tmp_path, capsys):
     assert rep["device"]["cpu_count"] >= 1
     assert all(rep["versions"][k] for k in ("torch", "av", "webdataset"))
     assert rep["data"]["clips"] == 3 and rep["data"]["segments"] == 8
-    assert rep["settings"]["batches"] == 3
+    assert rep["settings"]["batches"] == 3 and rep["settings"]["repeats"] == 2
 
-    (row,) = rep["loader"]
-    assert row["workers"] == 0 and row["clips"] == 3 and row["skipped"] == {}
-    for k in ("first_batch_s", "wall_s", "clips_per_s", "segments_per_s", "clips_per_s_per_worker",
-              "clips_per_s_after_first_batch", "per_worker_vs_pyav_reused_scaler"):
-        assert _positive(row[k]), k
+    assert [row["workers"] for row in rep["loader"]] == [0, 1]
+    for row in rep["loader"]:
+        assert row["clips"] == 3 and row["skipped"] == {} and row["repeats"] == 2
+        assert len(row["clips_per_s_each"]) == 2 and all(map(_positive, row["clips_per_s_each"]))
+        assert min(row["clips_per_s_each"]) <= row["clips_per_s"] <= max(row["clips_per_s_each"])
+        for k in ("first_batch_s", "wall_s", "clips_per_s", "segments_per_s", "clips_per_s_per_worker",
+                  "clips_per_s_after_first_batch", "per_worker_vs_pyav_reused_scaler"):
+            assert _positive(row[k]), k
+    assert "two_vs_one_worker" not in rep  # needs workers 1 and 2
+    assert rep["pyav_raw_reused_scaler"]["repeats"] == 2
     for key in ("pyav_raw", "pyav_raw_reused_scaler"):
         raw = rep[key]
         assert raw["clips"] == 3 and raw["video_frames"] == 3 * 8 * 8  # 3 clips x 8 s x 8 fps
@@ -39,11 +46,16 @@ def test_bench_loader_writes_report(tmp_path, capsys):
                                        "audio_transform", "normalize_video_step"}
     assert rep["data"]["nuisance"] is None and rep["data"]["normalize_video"] == "step"
     assert all(_positive(v) for v in rep["per_clip_ms"].values())
-    assert "| make_pretrain_loader | 0 |" in capsys.readouterr().out
+    assert "| make_pretrain_loader | 1 |" in capsys.readouterr().out
 
     # second run reuses the generated clips (same folder, nothing regenerated)
     record = next(cache.glob("tiny/clips3/synthetic.json"))
     mtime = record.stat().st_mtime_ns
-    assert bench_loader.main([*argv[:-2], "--out", str(tmp_path / "again.json")]) == 0
+    again = [a if a != "0,1" else "1,2" for a in argv[:-2]]
+    assert bench_loader.main([*again, "--out", str(tmp_path / "again.json")]) == 0
     assert record.stat().st_mtime_ns == mtime
-    assert json.loads((tmp_path / "again.json").read_text())["data"]["folder"] == rep["data"]["folder"]
+    with pytest.raises(SystemExit):
+        bench_loader.main([*argv, "--repeats", "0"])
+    again_rep = json.loads((tmp_path / "again.json").read_text())
+    assert again_rep["data"]["folder"] == rep["data"]["folder"]
+    assert _positive(again_rep["two_vs_one_worker"])

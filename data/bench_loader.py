@@ -1,7 +1,7 @@
 """Loader throughput benchmark: the pretraining loader next to raw PyAV decoding of the same clips.
 
     python -m data.bench_loader --profile tiny                            # seconds
-    python -m data.bench_loader --profile paper                           # 30 s paper-size clips, ~1 min
+    python -m data.bench_loader --profile paper                           # 30 s paper-size clips, ~2 min
 
 Why: the GPU waits for data whenever the loader delivers fewer clips/s than a training step consumes
 (experiments/bench.py measures the step). clips/s per worker says how many DataLoader workers a GPU

@@ -1,7 +1,9 @@
 """Provenance of a run: enough to tell later which code, libraries and machine produced a number."""
 from __future__ import annotations
 
+import os
 import platform
+import shlex
 import socket
 import subprocess
 import sys
@@ -42,6 +44,23 @@ def versions() -> dict:
     return out
 
 
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+    except OSError:
+        return platform.processor()
+
+
+def bench_header(module: str, argv: list[str]) -> dict:
+    """What every benchmark report starts with: the command that reproduces it, when, on which CPU, with
+    which libraries and code."""
+    return {"command": shlex.join(["python", "-m", module, *argv]), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "device": {"cpu_model": cpu_model(), "cpu_count": len(os.sched_getaffinity(0)),
+                       "platform": platform.platform()},
+            "versions": versions(), "git": git_state()}
+
+
 def collect(seed: int, world_size: int = 1) -> dict:
     import torch  # lazy: the data tools' benchmarks record provenance without importing torch
 
@@ -51,7 +70,7 @@ def collect(seed: int, world_size: int = 1) -> dict:
         "versions": versions(),
         "host": socket.gethostname(),
         "platform": platform.platform(),
-        "cpu_count": len(__import__("os").sched_getaffinity(0)),
+        "cpu_count": len(os.sched_getaffinity(0)),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "world_size": world_size,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

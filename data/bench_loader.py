@@ -31,9 +31,6 @@ import argparse
 import dataclasses
 import io
 import math
-import os
-import platform
-import shlex
 import statistics
 import sys
 import time
@@ -49,7 +46,7 @@ from av.video.reformatter import VideoReformatter
 
 from common import paths
 from common.fsutil import atomic_write_json
-from common.provenance import git_state, versions
+from common.provenance import bench_header
 from data.config import DataConfig
 from data.decode import decode_clip
 from data.pipeline import make_pretrain_loader
@@ -191,14 +188,6 @@ def bench_parts(cfg: DataConfig, samples: list[dict[str, Any]]) -> dict[str, flo
     return {k: round(statistics.median(x), 3) for k, x in rec.items()}
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
-    except OSError:
-        return platform.processor()
-
-
 def table(report: dict[str, Any]) -> str:
     d = report["data"]
     lines = [f"{report['profile']}: {d['clips']} clips of {d['segments']} x {d['frames_per_segment']} frames "
@@ -271,12 +260,10 @@ def main(argv: list[str] | None = None) -> int:
               for w in workers) + f" clips/s; PyAV {refs[-1]['clips_per_s']:.2f}", file=sys.stderr)
     loader = [median_row(runs[w], refs) for w in workers]
     v = cfg.video
-    report = {
-        "profile": args.profile, "command": shlex.join(["python", "-m", "data.bench_loader", *argv]),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "device": {"kind": "cpu", "cpu_count": len(os.sched_getaffinity(0)), "cpu_model": cpu_model(),
-                   "platform": platform.platform(), "torch_threads": torch.get_num_threads()},
-        "versions": versions(), "git": git_state(),
+    report = bench_header("data.bench_loader", argv)
+    report["device"].update(kind="cpu", torch_threads=torch.get_num_threads())
+    report.update({
+        "profile": args.profile,
         "data": {"folder": str(folder), "clips": len(samples), "shards": len(man["shards"]),
                  "segments": cfg.segments, "frames_per_segment": v.frames_per_segment, "fps": v.fps,
                  "clip_seconds": cfg.segments * v.segment_seconds, "stored_size": v.stored_short_side,
@@ -288,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                      "shuffle_buffer": args.shuffle_buffer},
         "loader": loader, "pyav_raw": bench_pyav(mp4s, passes=raw_passes),
         "pyav_raw_reused_scaler": median_row(refs),
-        "per_clip_ms": bench_parts(cfg, samples)}
+        "per_clip_ms": bench_parts(cfg, samples)})
     if 1 in runs and 2 in runs:  # the second target of issue 15: 2 workers on 2 cores >= 1.7x one
         report["two_vs_one_worker"] = _median_ratio([a["clips_per_s"] for a in runs[2]],
                                                     [b["clips_per_s"] for b in runs[1]])

@@ -25,7 +25,6 @@ import csv
 import io
 import math
 import os
-import shlex
 import subprocess
 import sys
 import time
@@ -38,8 +37,7 @@ import numpy as np
 
 from common import paths
 from common.fsutil import atomic_write_json
-from common.provenance import git_state, versions
-from data.bench_loader import cpu_model
+from common.provenance import bench_header
 from data.config import DataConfig
 from data.encode import EncodeOptions
 from data.shards import MANIFEST, read_manifest
@@ -222,10 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     print("timing presets ...", file=sys.stderr)
     presets = bench_presets(videos, manifest, tuple(p for p in args.presets.split(",") if p), cfg)
     default = EncodeOptions.preset
-    rep = {"command": shlex.join(["python", "-m", "data.bench_prepare", *argv]),
-           "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-           "device": {"cpu_model": cpu_model(), "cpu_count": len(os.sched_getaffinity(0))},
-           "versions": versions(), "git": git_state(),
+    rep = {**bench_header("data.bench_prepare", argv),
            "sources": {"count": args.sources, "size": [340, 256], "fps": [25, 30], "seconds": [40, 60],
                        "mb_mean": round(float(np.mean(src_mb)), 2), "first_kbps": src_kbps},
            "target": {"clip_seconds": cfg.segments * cfg.video.segment_seconds, "fps": cfg.video.fps,

@@ -16,11 +16,17 @@ from tables.spec import PROFILES
 FORMATS = ("md", "tex", "csv", "png")
 
 
-def parser(description: str) -> argparse.ArgumentParser:
+def runs_parser(description: str, whose: str) -> argparse.ArgumentParser:
+    """The options of every script that reads runs: --results and --profile (`whose`: what its runs do)."""
     ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results", type=Path, default=repo_root() / "results", help="results root (default: results/)")
     ap.add_argument("--profile", choices=PROFILES, default="tiny",
-                    help="whose runs fill the 'ours' columns (default: tiny; 'any' takes every profile)")
+                    help=f"whose runs {whose} (default: tiny; 'any' takes every profile)")
+    return ap
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    ap = runs_parser(description, "fill the 'ours' columns")
     ap.add_argument("--out", type=Path, default=repo_root() / "results" / "tables",
                     help="output folder (default: results/tables/)")
     ap.add_argument("--format", default=",".join(FORMATS), help="comma-separated subset of md,tex,csv,png")

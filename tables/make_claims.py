@@ -25,9 +25,9 @@ from common.paths import repo_root  # noqa: E402
 from tables import claims_spec, make_table1  # noqa: E402
 from tables.aggregate import check_row_config, check_seed_groups  # noqa: E402
 from tables.claims import VERDICTS, judge_all  # noqa: E402
-from tables.cli import keep_profile, missing_results, run_main  # noqa: E402
+from tables.cli import keep_profile, missing_results, run_main, runs_parser  # noqa: E402
 from tables.results_io import RunRecord, eval_frame, scan  # noqa: E402
-from tables.spec import PROFILES, RowSpec  # noqa: E402
+from tables.spec import RowSpec  # noqa: E402
 
 RULES = ("Verdict rules (A − B paired over seeds, percentage points; 95 % CI = mean ± t(0.975, n−1)·sd/√n): "
          "“A > B”: reproduced if the CI's low end > 0, contradicted if its high end < 0; "
@@ -37,10 +37,7 @@ RULES = ("Verdict rules (A − B paired over seeds, percentage points; 95 % CI =
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--results", type=Path, default=repo_root() / "results", help="results root (default: results/)")
-    ap.add_argument("--profile", choices=PROFILES, default="tiny",
-                    help="whose runs to judge (default: tiny; 'any' takes every profile)")
+    ap = runs_parser(__doc__, "to judge")
     ap.add_argument("--out", type=Path, default=None, help="output folder (default: results/<profile>/)")
     return ap
 

@@ -169,7 +169,7 @@ def past_served(s: StreamSpec, n: int, indexed: Iterator[tuple[int, dict]],
 
 
 def processed(s: StreamSpec, share: WorkerShare, indexed: Iterator[tuple[int, dict]], process: Process, *,
-              limit: int, frames: BatchFrames | None = None) -> Iterator[dict[str, Any]]:
+              limit: int, frames: BatchFrames) -> Iterator[dict[str, Any]]:
     """Decoded, transformed samples (video frames written into `frames`' next slot, when it has one);
     a broken one is counted by reason and skipped. Its augmentation draws come from (seed, epoch, slot,
     index in the shuffled stream), so a resumed stream repeats them. A fixed-length loader whose samples
@@ -179,7 +179,7 @@ def processed(s: StreamSpec, share: WorkerShare, indexed: Iterator[tuple[int, di
         key = str(sample.get("__key__", "?"))
         draws = np.random.SeedSequence([int(s.seed), int(s.epoch), share.slot, index, 0xDA7A])
         try:
-            out = process(sample, s.cfg, s.sample, draws, video_out=frames.slot() if frames is not None else None)
+            out = process(sample, s.cfg, s.sample, draws, video_out=frames.slot())
             fails, last_error = 0, None
         except ClipError as e:
             count_in_worker(e.reason, key, str(e))
@@ -197,24 +197,23 @@ def processed(s: StreamSpec, share: WorkerShare, indexed: Iterator[tuple[int, di
 
 
 def batched(s: StreamSpec, share: WorkerShare, clips: Iterator[dict[str, Any]],
-            frames: BatchFrames | None = None) -> Iterator[dict[str, Any]]:
+            frames: BatchFrames) -> Iterator[dict[str, Any]]:
     """Batches of batch_size clips with the skip counts since the previous batch (key data.skipped.KEY);
     a fixed-length loader stops after its share, an evaluation pass yields its partial last batch (or,
     without one, a counts-only item the Loader swallows). `frames`: the one `clips` wrote into."""
     produced, buf = share.first, []
     for clip in clips:
         buf.append(clip)
-        if frames is not None:
-            frames.add(clip)
+        frames.add(clip)
         if len(buf) == s.batch_size:
-            batch, buf = collate(buf, frames.take() if frames is not None else None), []
+            batch, buf = collate(buf, frames.take()), []
             batch[KEY] = drain_worker()
             produced += 1
             yield batch
             if s.fixed and produced >= share.last:
                 return
     if buf:
-        batch = collate(buf, frames.take() if frames is not None else None)
+        batch = collate(buf, frames.take())
         batch[KEY] = drain_worker()
         yield batch
     elif not s.fixed and (counts := drain_worker()):

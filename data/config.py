@@ -55,7 +55,7 @@ class AudioConfig:
 class DataConfig:
     RANGES: ClassVar[dict] = {"segments": (1, None), "num_workers": (0, None), "shuffle_buffer": (1, None), "prefetch_factor": (1, None), "short_tolerance_s": (0, None), "seek_threshold_s": (0, None), "shuffle_initial": (0, None)}  # checked at load (experiments.config.loader)
     # fields that never change a result (left out of the run's result hash: experiments.config.NON_RESULT_KEYS)
-    NO_RESULT: ClassVar[tuple] = ("num_workers", "normalize_video")
+    NO_RESULT: ClassVar[tuple] = ("num_workers", "normalize_video", "decode_cache")
     root: str = "data/cache/synthetic/paper"  # folder holding one sub-folder of shards per dataset
     video: VideoConfig = field(default_factory=VideoConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
@@ -79,6 +79,10 @@ class DataConfig:
     # transform time); "worker" = batches carry float32 [..., 3, T, H, W] as the model takes them.
     # The same values either way (data.transforms.video_input).
     normalize_video: Literal["step", "worker"] = "step"
+    # folder of decoded clips (frames + log-mel per clip and plan, data/decode_cache.py; ours): a clip
+    # is decoded once per machine instead of once per epoch, run and seed. Same batches, bit for bit.
+    # "" = off (the default: at paper size a clip's frames are ~40 MB); the tiny profile turns it on
+    decode_cache: str = ""
 
     def resolved_synthetic_scale(self) -> str:
         if self.synthetic_scale != "auto":

@@ -15,6 +15,7 @@ from torch.utils.data import default_collate
 
 from data.config import DataConfig
 from data.decode import decode_clip, probe
+from data.decode_cache import cache_at
 from data.errors import BadMetadata, NoAudioStream, NoVideoStream
 from data.sampling import downstream_plan, pretrain_plan
 from data.transforms import log_mel, normalize_video, spec_augment, video_test_frames, video_train_frames
@@ -95,6 +96,29 @@ def frames_shape(cfg: DataConfig, spec: SampleSpec) -> tuple[int, ...] | None:
     return (spec.segments, v.frames_per_segment, v.crop, v.crop, 3)
 
 
+def _decoded(data: bytes, meta: dict[str, Any], plan, cfg: DataConfig, want_v: bool,
+             want_a: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The plan's uint8 frames [V,S,T,H,W,3] and log-mel [V_t,S,1,F,Tm] of one clip: from the decode
+    cache when `data.decode_cache` is set and holds them, else decoded (and stored there)."""
+    cache = cache_at(cfg.decode_cache)
+    key = None
+    if cache is not None:
+        a = cfg.audio  # what decode_clip and log_mel read
+        key = cache.key(data, float(meta["duration"]), float(cfg.video.fps), float(cfg.seek_threshold_s), want_v, want_a,
+                        a.sample_rate, a.mel_bins, a.mel_frames, a.log_offset, plan.audio_length,
+                        arrays=(plan.frames, plan.audio_starts))
+        hit = cache.load(key)
+        if hit is not None:
+            return hit.get("video"), hit.get("mel")
+    dec = decode_clip(data, plan.frames if want_v else None, cfg.video.fps,
+                      plan.audio_starts if want_a else None, plan.audio_length, cfg.audio.sample_rate,
+                      duration=float(meta["duration"]), seek_threshold_s=cfg.seek_threshold_s)
+    mel = log_mel(torch.from_numpy(dec.audio), cfg.audio).numpy() if want_a else None
+    if cache is not None:
+        cache.store(key, {k: v for k, v in (("video", dec.video), ("mel", mel)) if v is not None})
+    return dec.video, mel
+
+
 def process_sample(sample: dict[str, Any], cfg: DataConfig, spec: SampleSpec,
                    seed: np.random.SeedSequence | None = None, check: bool = False, *,
                    video_out: torch.Tensor | None = None) -> dict[str, Any] | None:
@@ -122,15 +146,13 @@ def process_sample(sample: dict[str, Any], cfg: DataConfig, spec: SampleSpec,
         if want_a and not info.has_audio:
             raise NoAudioStream("clip has no audio stream")
         return None
-    dec = decode_clip(data, plan.frames if want_v else None, cfg.video.fps,
-                      plan.audio_starts if want_a else None, plan.audio_length, cfg.audio.sample_rate,
-                      duration=float(meta["duration"]), seek_threshold_s=cfg.seek_threshold_s)
+    video, mel = _decoded(data, meta, plan, cfg, want_v, want_a)
     gen = None
     if rng is not None:
         gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
     out: dict[str, Any] = {"key": str(meta.get("id", sample.get("__key__", "")))}
     if want_v:
-        frames = torch.from_numpy(dec.video)  # [V,S,T,H,W,3]
+        frames = torch.from_numpy(video)  # [V,S,T,H,W,3]
         if spec.mode == "eval":
             x = video_test_frames(frames, cfg.video, spec.spatial_crops)  # [C,V_t,S,T,h,w,3]
             x = x.transpose(0, 1).reshape(-1, *x.shape[2:])  # view = t_view * crops + crop
@@ -139,7 +161,7 @@ def process_sample(sample: dict[str, Any], cfg: DataConfig, spec: SampleSpec,
         # uint8 frames for the step to normalise (data.normalize_video), or float as the model takes it
         out["video"] = x if cfg.normalize_video == "step" and x.dtype == torch.uint8 else normalize_video(x, cfg.video)
     if want_a:
-        spec_ = log_mel(torch.from_numpy(dec.audio), cfg.audio)  # [V_t,S,1,F,Tm]
+        spec_ = torch.from_numpy(mel)  # [V_t,S,1,F,Tm]
         if spec.mode == "eval":
             out["audio"] = spec_.repeat_interleave(spec.spatial_crops, dim=0)
         else:

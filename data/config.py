@@ -81,7 +81,7 @@ class DataConfig:
     normalize_video: Literal["step", "worker"] = "step"
     # folder of decoded clips (frames + log-mel per clip and plan, data/decode_cache.py; ours): a clip
     # is decoded once per machine instead of once per epoch, run and seed. Same batches, bit for bit.
-    # "" = off (the default: at paper size a clip's frames are ~40 MB); the tiny profile turns it on
+    # "" = off (the default: at paper size a clip's frames are about 50 MB); the tiny profile turns it on
     decode_cache: str = ""
 
     def resolved_synthetic_scale(self) -> str:

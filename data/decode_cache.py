@@ -1,10 +1,11 @@
 """Decoded clips kept on disk: a clip's decode and log-mel are paid once per machine, not once per
-epoch, run and seed (`data.decode_cache`, ours; on in the tiny profile only).
+epoch, run and seed (`data.decode_cache`, ours; on in the tiny profile and the tests' smoke profile).
 
 Why: at the tiny size decoding a clip (5.5 ms) and its log-mel (1.4 ms) are 80 % of the loader's
 8.6 ms per clip, and on 2 cores the loader worker takes CPU from the training step; every run and seed
-of the tiny benchmark reads the same 8,944 clips, each with one plan (8 s clips, 8 segments). At paper
-size (30 s clips, random starts, ~40 MB of frames per clip) it would not pay: leave it off there.
+of the tiny benchmark reads the same 8,944 clips, nearly all with one plan (8 s clips of 8 segments; the
+jittered segments of downstream training clips add an entry per seed and clip). At paper size a
+clip's decoded frames are about 50 MB (some 30 TB for Kinetics-700): leave it off there.
 
 An entry is keyed by everything its arrays depend on: the mp4 bytes, the plan (frame indices, audio
 starts and length), the decode and log-mel settings, and a fingerprint of the code and library

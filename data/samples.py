@@ -108,7 +108,7 @@ def _decoded(data: bytes, meta: dict[str, Any], plan, cfg: DataConfig, want_v: b
                         a.sample_rate, a.mel_bins, a.mel_frames, a.log_offset, plan.audio_length,
                         arrays=(plan.frames, plan.audio_starts))
         hit = cache.load(key)
-        if hit is not None:
+        if hit is not None and (not want_v or "video" in hit) and (not want_a or "mel" in hit):
             return hit.get("video"), hit.get("mel")
     dec = decode_clip(data, plan.frames if want_v else None, cfg.video.fps,
                       plan.audio_starts if want_a else None, plan.audio_length, cfg.audio.sample_rate,

@@ -33,6 +33,23 @@ def test_cli_prints_heldout_cpp_and_mep_with_chance(capsys):
     assert float(mep.group(1)) == pytest.approx(sum(float(x) for x in streams.groups()) / 3, abs=0.0015)
 
 
+def test_by_pairing_prints_mep_on_own_and_on_swapped_audio(capsys):
+    assert learnability.main(["--profile", "smoke", "--steps", "2", "--heldout-clips", "16", "--threads", "1",
+                              "--by-pairing"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    for name, line in zip(("paired", "swapped"), lines[-5:-3]):
+        assert re.fullmatch(rf"heldout MEP top-1 per stream, {name} audio: visual \d\.\d{{3}}, audio \d\.\d{{3}}, "
+                            r"multi \d\.\d{3}", line), line
+    from experiments.config import load_config
+
+    cfg = load_config(learnability.DEFAULT_CONFIG, profile="smoke")
+    res = learnability.run(cfg, steps=1, seed=0, heldout_clips=8, by_pairing=True)
+    by = res["mep_top1_by_pairing"]
+    assert set(by) == {"paired", "swapped"} and all(set(v) == set(res["mep_top1_streams"]) for v in by.values())
+    assert all(0 <= x <= 1 for v in by.values() for x in v.values())
+    assert cfg.pretrain.cpp.fraction == 0.5  # the run's config is left as it was
+
+
 def test_cli_rejects_bad_counts():
     with pytest.raises(SystemExit):
         learnability.main(["--profile", "smoke", "--steps", "3", "--heldout-clips", "0"])

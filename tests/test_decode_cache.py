@@ -13,6 +13,7 @@ from data import samples as samples_mod
 from data.decode_cache import DecodeCache
 from data.pipeline import make_downstream_loader, make_pretrain_loader
 from data.samples import SampleSpec, process_sample
+from data.shards import make_sample
 from tests.fixtures.data_media import make_clip, meta, tiny_cfg, write_folder, write_task
 
 MODES = [SampleSpec(mode="pretrain", segments=4),
@@ -21,8 +22,7 @@ MODES = [SampleSpec(mode="pretrain", segments=4),
 
 
 def _sample(i: int = 0, duration: float = 6.0) -> dict:
-    import json
-    return {"__key__": f"c{i}", "mp4": make_clip(duration, onset=0.5 + 0.1 * i), "json": json.dumps(meta(f"c{i}", duration, label=i % 2)).encode()}
+    return make_sample(f"c{i}", make_clip(duration, onset=0.5 + 0.1 * i), meta(f"c{i}", duration, label=i % 2))
 
 
 def _entries(root) -> list:
@@ -104,7 +104,7 @@ def test_a_full_disk_warns_and_decodes(tmp_path, monkeypatch):
     def full(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("data.decode_cache.tempfile.mkstemp", full)
+    monkeypatch.setattr("common.fsutil.tempfile.mkstemp", full)
     with pytest.warns(UserWarning, match="No space left"):
         cache.store("ab" * 20, {"video": np.zeros(3, np.uint8)})
     assert not cache.writable and not _entries(tmp_path)

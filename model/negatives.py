@@ -92,3 +92,17 @@ def clip_negatives(positions: torch.Tensor, seq_len: int) -> torch.Tensor:
     keep = others != positions[:, 1:2]
     others = others[keep].view(positions.shape[0], seq_len - 1)
     return positions[:, :1] * seq_len + others
+
+
+def batch_negatives(positions: torch.Tensor, seq_len: int) -> torch.Tensor:
+    """[P,2] (b, t) -> [P, P - n] flat indices of the other clips' positives, n positives per clip (every
+    clip the same count, as mask_positions gives): the candidate set of the issue's first MEP measurement
+    (16 targets per batch of 16 clips, chance 1/16). A diagnostic only: the clip's visible segments give
+    away its per-clip component, so copying their mean already ranks the positive first often (ours)."""
+    clips = positions[:, 0]
+    other = clips[None, :] != clips[:, None]
+    p = positions.shape[0]
+    n_other = int(other[0].sum()) if p else 0
+    if p and not bool((other.sum(1) == n_other).all()):
+        raise ValueError("batch_negatives needs the same number of positives in every clip")
+    return flat_positions(positions, seq_len)[None].expand(p, -1)[other].view(p, n_other)

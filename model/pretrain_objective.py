@@ -27,11 +27,12 @@ from torch import nn
 
 from .cpp import CPPHead, shuffle_pairs
 from .mep import MEPHead, mask_positions, mask_to_positions, masked_count
-from .negatives import clip_negatives, flat_positions, sample_negatives
+from .negatives import batch_negatives, clip_negatives, flat_positions, sample_negatives
 
 FUSION_STREAMS = {"early": ("multi",), "mid": ("visual", "audio", "multi"), "late": ("visual", "audio")}
 STREAM_HEADS = {"visual": ("visual",), "audio": ("audio",), "multi": ("multi_visual", "multi_audio")}
 HEAD_SHARING = ("none", "proj", "head")
+HELDOUT_NEGATIVES = {"clip": clip_negatives, "batch": batch_negatives}  # held-out MEP candidate sets (ours)
 
 
 def _target(head: str) -> str:
@@ -75,7 +76,7 @@ class AVPretrainObjective(nn.Module):
         self.cpp_head = CPPHead(model.hidden) if cpp.weight > 0 else None
 
     def forward(self, model: nn.Module, video: torch.Tensor, audio: torch.Tensor,
-                generator: torch.Generator | None = None, heldout: bool = False) -> dict[str, torch.Tensor]:
+                generator: torch.Generator | None = None, heldout: bool | str = False) -> dict[str, torch.Tensor]:
         """video [B,S,3,T,H,W], audio [B,S,1,F,Tm] -> {loss (with grad), mep, cpp, mep_acc, cpp_acc,
         mep_<stream>, mep_acc_<stream>} scalars. `generator` (masks, pairs, negatives) must live on the
         inputs' device; None uses the global RNG."""
@@ -85,11 +86,15 @@ class AVPretrainObjective(nn.Module):
         return self.from_embeddings(model, ev, ea, generator, heldout)
 
     def from_embeddings(self, model: nn.Module, ev: torch.Tensor, ea: torch.Tensor,
-                        generator: torch.Generator | None = None, heldout: bool = False) -> dict[str, torch.Tensor]:
+                        generator: torch.Generator | None = None, heldout: bool | str = False) -> dict[str, torch.Tensor]:
         """Everything after the CNNs, from ev [B,S,Dv] and ea [B,S,Da] (also used by the benchmark
-        to time the transformer side alone). heldout=True scores MEP against every other segment of
-        the same clip instead of the configured sampler's negatives (the held-out MEP accuracy, chance
-        1/S, comparable across samplers)."""
+        to time the transformer side alone). heldout=True (or "clip") scores MEP against every other
+        segment of the same clip instead of the configured sampler's negatives (the held-out MEP
+        accuracy, chance 1/S, comparable across samplers); "batch" against the other clips' masked
+        segments (chance 1/B with one masked segment per clip; a diagnostic, see batch_negatives)."""
+        form = "clip" if heldout is True else heldout
+        if form and form not in HELDOUT_NEGATIVES:
+            raise ValueError(f"unknown held-out MEP form {heldout!r}; choose one of {', '.join(HELDOUT_NEGATIVES)}")
         b, s = ev.shape[:2]
         dev = ev.device
         emb = {"visual": ev, "audio": ea}
@@ -106,7 +111,7 @@ class AVPretrainObjective(nn.Module):
         draws = {}  # modality -> (positions [P,2], flat positives [P], negatives [P,K]), shared by streams
         for m in targets if per_clip else ():
             pos = mask_to_positions(masks[m], per_clip)
-            neg = clip_negatives(pos, s) if heldout else sample_negatives(
+            neg = HELDOUT_NEGATIVES[form](pos, s) if form else sample_negatives(
                 emb[m].detach(), pos, self.neg_cfg.num, self.neg_cfg.sampler, self.neg_cfg.temperature,
                 self.neg_cfg.sim_cap, generator)
             draws[m] = (pos, flat_positions(pos, s), neg)

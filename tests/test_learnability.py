@@ -50,6 +50,24 @@ def test_by_pairing_prints_mep_on_own_and_on_swapped_audio(capsys):
     assert cfg.pretrain.cpp.fraction == 0.5  # the run's config is left as it was
 
 
+
+def test_batch_form_prints_mep_against_other_clips_and_the_no_learning_mean(capsys):
+    assert learnability.main(["--profile", "smoke", "--steps", "2", "--heldout-clips", "16", "--threads", "1",
+                              "--batch-form"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-4]
+    m = re.fullmatch(r"heldout MEP top-1 against the other clips' masked segments \(batch 4, chance 0\.250\): "
+                     r"(\d\.\d{3}) \([\d.]+x\); copying the clip's mean, no learning: (\d\.\d{3}) \([\d.]+x\)", line)
+    assert m, line
+    # the oracle's per-clip component alone puts the clip's own segment first well above chance
+    from experiments.config import load_config
+
+    cfg = load_config(learnability.DEFAULT_CONFIG, profile="smoke")
+    oracle = learnability.Oracle({"visual": 16, "audio": 16}, seed=0, clip_scale=0.5, noise=0.5)
+    sigs = torch.from_numpy(learnability.segment_signatures(64, cfg, seed=3))
+    assert learnability.clip_mean_top1(oracle, sigs, 16, 0, 0.15, "batch") > 3 / 16
+    assert learnability.clip_mean_top1(oracle, sigs, 16, 0, 0.15, "clip") < 1 / 8  # the mean holds the candidates
+
+
 def test_cli_rejects_bad_counts():
     with pytest.raises(SystemExit):
         learnability.main(["--profile", "smoke", "--steps", "3", "--heldout-clips", "0"])

@@ -145,3 +145,20 @@ def test_clip_negatives_are_the_other_segments_of_the_same_clip():
     assert not (neg == flat[:, None]).any()  # never the positive
     assert ((neg // s) == pos[:, :1]).all() and neg.max() < b * s  # same clip only
     assert clip_negatives(pos[:0], s).shape == (0, s - 1)
+
+
+def test_batch_negatives_are_the_other_clips_positives():
+    """The diagnostic held-out MEP form: each positive against the positives of every other clip
+    (chance 1/B with one per clip), never its own clip's; unequal counts per clip are refused."""
+    from model.negatives import batch_negatives
+
+    s = 6
+    pos = torch.tensor([[0, 1], [0, 4], [1, 0], [1, 5], [2, 2], [2, 3]])  # 2 per clip
+    neg = batch_negatives(pos, s)
+    flat = flat_positions(pos, s).tolist()
+    assert neg.shape == (6, 4)
+    for row, (bi, _) in zip(neg.tolist(), pos.tolist()):
+        assert row == [f for f, (bj, _) in zip(flat, pos.tolist()) if bj != bi]
+    assert batch_negatives(pos[:0], s).shape == (0, 0)
+    with pytest.raises(ValueError, match="same number of positives"):
+        batch_negatives(pos[:5], s)

@@ -253,6 +253,30 @@ def test_heldout_scores_mep_against_the_clips_other_segments():
     assert torch.equal(out["cpp"], ref["cpp"]) and not torch.equal(out["mep"], ref["mep"])  # only MEP changes
 
 
+
+def test_heldout_batch_form_scores_mep_against_the_other_clips_positives():
+    """heldout="batch": each masked segment against the masked segments of the other clips (B-1 with one
+    per clip); True means "clip"; an unknown form is refused before any work."""
+    torch.manual_seed(0)
+    model = FakeAVBert("mid")
+    video, audio = fake_batch(b=4, s=6)
+    obj = AVPretrainObjective(model, MEPConfig(mask_ratio=0.1), CPPConfig(), NegativesConfig())
+    seen = []
+    for head in obj.mep_heads.values():
+        real = head.loss
+        head.loss = lambda o, cand, pos_flat, neg, t, real=real: (seen.append((pos_flat, neg)), real(o, cand, pos_flat, neg, t))[1]
+    with torch.no_grad():
+        out = obj(model, video, audio, generator=torch.Generator().manual_seed(5), heldout="batch")
+        same = [obj(model, video, audio, generator=torch.Generator().manual_seed(5), heldout=h)["mep_acc"]
+                for h in (True, "clip")]
+    assert 0 <= float(out["mep_acc"]) <= 1 and torch.equal(same[0], same[1])
+    pos_flat, neg = seen[0]
+    assert neg.shape == (4, 3) and sorted((neg // 6)[0].tolist()) == [1, 2, 3]
+    assert set(neg[0].tolist()) == set(pos_flat[1:].tolist())
+    with pytest.raises(ValueError, match="held-out MEP form"):
+        obj(model, video, audio, heldout="minibatch")
+
+
 def _train(model, obj, video, audio, steps, lr):
     opt = torch.optim.Adam(list(model.parameters()) + list(obj.parameters()), lr=lr)
     hist = []

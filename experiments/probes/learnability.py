@@ -15,7 +15,10 @@ and step count (default: the config's pretraining steps).
 Held-out metrics (fresh oracle clips, eval mode): CPP accuracy (chance 0.5) and MEP top-1 of the masked
 segment against every other segment of its clip (chance 1/S; the sampler-independent form of
 `AVPretrainObjective.from_embeddings(heldout=True)`; the mean over the MEP streams, each stream's on the
-line before). The last two lines printed are those two.
+line before). The last two lines printed are those two. `--batch-form` adds, before them, MEP top-1
+against the other clips' masked segments of a training-size batch (the issue's first measurement,
+chance 1/B with one masked segment per clip) beside what copying the mean of the clip's visible
+segments scores on the same candidates (no learning): why that form is not the bar.
 """
 from __future__ import annotations
 
@@ -31,7 +34,9 @@ from data.synthetic.spec import preset
 from experiments.config import load_config
 from experiments.optim import build_optimizer, build_scheduler, decay_groups, optimizer_step
 from model.build import build_model
-from model.pretrain_objective import AVPretrainObjective
+from model.mep import mask_positions, mask_to_positions, masked_count
+from model.negatives import flat_positions
+from model.pretrain_objective import HELDOUT_NEGATIVES, AVPretrainObjective
 
 DEFAULT_CONFIG = "experiments/rq1_end_to_end/configs/end_to_end.yaml"
 
@@ -78,14 +83,15 @@ class Oracle:
 
 
 @torch.no_grad()
-def heldout_metrics(model, objective, oracle: Oracle, sigs: torch.Tensor, batch: int, seed: int) -> dict:
+def heldout_metrics(model, objective, oracle: Oracle, sigs: torch.Tensor, batch: int, seed: int,
+                    form: str = "clip") -> dict:
     model.eval()
     objective.eval()
     g = torch.Generator().manual_seed(seed)
     rows = []
     for i in range(0, sigs.shape[0], batch):
         ev, ea = oracle(sigs[i:i + batch], g)
-        out = objective.from_embeddings(model, ev, ea, g, heldout=True)
+        out = objective.from_embeddings(model, ev, ea, g, heldout=form)
         rows.append({k: float(v) for k, v in out.items() if k == "cpp_acc" or k.startswith("mep_acc")})
     model.train()
     objective.train()
@@ -110,9 +116,28 @@ def heldout_by_pairing(model, objective, oracle: Oracle, sigs: torch.Tensor, bat
     return out
 
 
+@torch.no_grad()
+def clip_mean_top1(oracle: Oracle, sigs: torch.Tensor, batch: int, seed: int, mask_ratio: float, form: str) -> float:
+    """MEP top-1 of a predictor that learns nothing: the cosine of each candidate with the mean of the
+    clip's visible segments, masks as the objective draws them, both modalities averaged."""
+    g = torch.Generator().manual_seed(seed)
+    accs = []
+    for i in range(0, sigs.shape[0], batch):
+        for x in oracle(sigs[i:i + batch], g):
+            b, s, _ = x.shape
+            mask = mask_positions(b, s, mask_ratio, g)
+            pos = mask_to_positions(mask, masked_count(s, mask_ratio))
+            visible = (~mask).unsqueeze(-1).to(x.dtype)
+            pred = torch.nn.functional.normalize((x * visible).sum(1) / visible.sum(1), dim=-1)[pos[:, 0]]
+            cand = torch.cat([flat_positions(pos, s)[:, None], HELDOUT_NEGATIVES[form](pos, s)], 1)
+            scores = (pred[:, None] * torch.nn.functional.normalize(x.reshape(b * s, -1), dim=-1)[cand]).sum(-1)
+            accs.append(float((scores.argmax(1) == 0).float().mean()))
+    return float(np.mean(accs))
+
+
 def run(cfg, steps: int, seed: int, clip_scale: float = 0.5, noise: float = 0.5, heldout_clips: int = 512,
         log_every: int = 0, event_scale: float = 1.0, types_per_clip: int | None = None,
-        by_pairing: bool = False) -> dict:
+        by_pairing: bool = False, batch_form: bool = False) -> dict:
     """Train cfg's transformer stack on oracle embeddings; returns held-out metrics and timings."""
     torch.manual_seed(seed)
     pc = cfg.pretrain
@@ -142,6 +167,11 @@ def run(cfg, steps: int, seed: int, clip_scale: float = 0.5, noise: float = 0.5,
     res = heldout_metrics(model, objective, oracle, test_sigs, 64, seed + 2)
     if by_pairing and objective.cpp_head is not None:
         res["mep_top1_by_pairing"] = heldout_by_pairing(model, objective, oracle, test_sigs, 64, seed + 2)
+    if batch_form and objective.streams:
+        res["mep_batch_form"] = {
+            "batch": b, "chance": 1.0 / (1 + (b - 1) * masked_count(cfg.data.segments, pc.mep.mask_ratio)),
+            "top1": heldout_metrics(model, objective, oracle, test_sigs, b, seed + 2, form="batch")["mep_top1"],
+            "clip_mean_top1": clip_mean_top1(oracle, test_sigs, b, seed + 2, pc.mep.mask_ratio, "batch")}
     return {**res, "mep_chance": 1.0 / cfg.data.segments, "steps": steps, "batch_size": b, "train_s": round(train_s, 1)}
 
 
@@ -160,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--heldout-clips", type=int, default=512)
     ap.add_argument("--by-pairing", action="store_true",
                     help="also print held-out MEP per stream on clips with their own audio and with swapped audio")
+    ap.add_argument("--batch-form", action="store_true",
+                    help="also print held-out MEP against the other clips' masked segments, and what copying "
+                         "the clip's mean scores there")
     ap.add_argument("--log-every", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. pretrain.optim.lr=3e-4")
@@ -176,12 +209,17 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--types-per-clip: {e}")
     t0 = time.time()
     res = run(cfg, steps, args.seed, args.clip_scale, args.noise, args.heldout_clips, args.log_every, args.event_scale,
-              args.types_per_clip, args.by_pairing)
+              args.types_per_clip, args.by_pairing, args.batch_form)
     print(f"{cfg.model.fusion} fusion, {cfg.model.sharing} sharing, {cfg.pretrain.negatives.sampler} negatives, "
           f"lr {cfg.pretrain.optim.lr:g} x transformer_lr_scale {cfg.pretrain.optim.transformer_lr_scale:g}, "
           f"{steps} steps x {res['batch_size']} clips, {time.time() - t0:.1f} s")
     for name, streams in res.get("mep_top1_by_pairing", {}).items():
         print(f"heldout MEP top-1 per stream, {name} audio: " + ", ".join(f"{k} {v:.3f}" for k, v in streams.items()))
+    if "mep_batch_form" in res:
+        bf = res["mep_batch_form"]
+        print(f"heldout MEP top-1 against the other clips' masked segments (batch {bf['batch']}, chance "
+              f"{bf['chance']:.3f}): {bf['top1']:.3f} ({bf['top1'] / bf['chance']:.1f}x); copying the clip's "
+              f"mean, no learning: {bf['clip_mean_top1']:.3f} ({bf['clip_mean_top1'] / bf['chance']:.1f}x)")
     if len(res["mep_top1_streams"]) > 1:
         print("heldout MEP top-1 per stream: " + ", ".join(f"{k} {v:.3f}" for k, v in res["mep_top1_streams"].items()))
     print(f"heldout CPP accuracy {res['cpp_acc']:.3f} (chance 0.500)")

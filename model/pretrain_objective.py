@@ -12,7 +12,9 @@ For a batch of clips (video [B,S,3,T,H,W], audio [B,S,1,F,Tm]), in one transform
    unimodal streams; late: no multimodal one). Positives and negatives are drawn once per modality and
    shared by the unimodal and multimodal streams.
 5. CPP on the BOS outputs: the multimodal stream's two BOS outputs when the fusion has one, else the
-   two unimodal BOS outputs (ours).
+   two unimodal BOS outputs (ours). By default they come from the same (masked) pass as MEP;
+   `cpp.unmasked_pass` gives CPP a second transformer pass over the unmasked embeddings (ours; the
+   paper does not say which inputs CPP sees; one more transformer pass per step).
 Loss = mep.weight * mean over streams of MEP + cpp.weight * CPP.
 
 MEP heads (ours): one g per (stream, target modality); W, which embeds a CNN space, is shared per
@@ -141,6 +143,8 @@ class AVPretrainObjective(nn.Module):
 
         cpp, cpp_acc = zero, zero
         if self.cpp_head is not None:
+            if getattr(self.cpp_cfg, "unmasked_pass", False) and masks:  # ours: CPP sees every segment
+                out = model.contextualize(emb["visual"], emb["audio"], None, None)
             cpp, cpp_acc = self.cpp_head.loss(out.top_visual[:, 0], out.top_audio[:, 0], is_pair)
         total = self.mep_cfg.weight * mep + self.cpp_cfg.weight * cpp
         stats.update(loss=total, mep=mep.detach(), cpp=cpp.detach(), mep_acc=mep_acc.detach(), cpp_acc=cpp_acc.detach())

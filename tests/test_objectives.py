@@ -277,6 +277,27 @@ def test_heldout_batch_form_scores_mep_against_the_other_clips_positives():
         obj(model, video, audio, heldout="minibatch")
 
 
+def test_cpp_unmasked_pass_scores_cpp_on_unmasked_inputs_and_leaves_mep_alone():
+    """cpp.unmasked_pass: CPP as an objective without MEP (so without masks) computes it, on the same
+    pairs; MEP as the default computes it; the default's CPP sees the masked inputs, so it differs."""
+    model = FakeAVBert("mid")
+    video, audio = fake_batch(b=6, s=5)
+    mep = MEPConfig(mask_ratio=0.4)
+    objs = {}
+    for name, mep_cfg, cpp_cfg in (("default", mep, CPPConfig()), ("unmasked", mep, CPPConfig(unmasked_pass=True)),
+                                   ("no_mep", MEPConfig(weight=0.0), CPPConfig())):
+        torch.manual_seed(1)
+        objs[name] = AVPretrainObjective(model, mep_cfg, cpp_cfg, NegativesConfig(num=3, sampler="current_minibatch"))
+    objs["no_mep"].cpp_head.load_state_dict(objs["unmasked"].cpp_head.state_dict())
+    with torch.no_grad():
+        out = {k: o(model, video, audio, generator=torch.Generator().manual_seed(2)) for k, o in objs.items()}
+    assert torch.allclose(out["unmasked"]["cpp"], out["no_mep"]["cpp"])
+    assert torch.equal(out["unmasked"]["mep"], out["default"]["mep"])
+    assert not torch.allclose(out["unmasked"]["cpp"], out["default"]["cpp"])
+    total = out["unmasked"]["mep"] + out["unmasked"]["cpp"]
+    assert torch.allclose(out["unmasked"]["loss"], total)
+
+
 def _train(model, obj, video, audio, steps, lr):
     opt = torch.optim.Adam(list(model.parameters()) + list(obj.parameters()), lr=lr)
     hist = []

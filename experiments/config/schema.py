@@ -63,6 +63,10 @@ class CPPConfig:
     RANGES: ClassVar[dict] = {"fraction": (0, 1), "weight": (0, None)}  # checked at load (experiments.config.loader)
     fraction: float = 0.5  # share of clips whose audio is swapped with another clip's
     weight: float = 1.0
+    # ours (the paper is silent): false = CPP on the BOS outputs of MEP's masked pass; true = a second
+    # transformer pass over the unmasked embeddings for CPP (MEP keeps the masked one), in training and
+    # in the held-out CPP accuracy alike (README, "Learnability check")
+    unmasked_pass: bool = False
 
 
 @dataclass

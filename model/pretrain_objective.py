@@ -143,7 +143,7 @@ class AVPretrainObjective(nn.Module):
 
         cpp, cpp_acc = zero, zero
         if self.cpp_head is not None:
-            if getattr(self.cpp_cfg, "unmasked_pass", False) and masks:  # ours: CPP sees every segment
+            if self.cpp_cfg.unmasked_pass and masks:  # ours: CPP sees every segment
                 out = model.contextualize(emb["visual"], emb["audio"], None, None)
             cpp, cpp_acc = self.cpp_head.loss(out.top_visual[:, 0], out.top_audio[:, 0], is_pair)
         total = self.mep_cfg.weight * mep + self.cpp_cfg.weight * cpp

@@ -23,6 +23,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
+import dataclasses
 import json
 import statistics
 import subprocess
@@ -80,8 +81,8 @@ def measure(cfg, batch: int, device: torch.device, steps: int, warmup: int, *, a
     if act_ckpt:
         model.visual_cnn.set_grad_checkpointing(True)
         model.audio_cnn.set_grad_checkpointing(True)
-    if channels_last and device.type == "cuda":
-        model.visual_cnn.to(memory_format=torch.channels_last_3d)
+    if channels_last:  # as a run with runtime.channels_last (GPU) / runtime.channels_last_cpu (CPU)
+        runtime.set_memory_format(model, dataclasses.replace(cfg.runtime, channels_last=True, channels_last_cpu=True), device)
     opt = build_optimizer(decay_groups(module.named_parameters(), 0.01), pc.optim, device)
     step_fn = torch.compile(module) if compile_ else module
     video, audio = inputs(cfg, batch, device)
@@ -197,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--amp", action="store_true", help="bf16 autocast (GPU)")
-    ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="channels-last CNNs: the visual CNN on GPU, both CNNs on CPU (runtime.channels_last[_cpu])")
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--activation-checkpointing", action="store_true")
     ap.add_argument("--max-batch", action="store_true", help="also search the largest batch that fits (GPU)")

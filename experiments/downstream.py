@@ -324,8 +324,7 @@ def run_eval(cfg: RunConfig, ev: EvalConfig, init_state: dict | None, data_root:
         backbone.load_state_dict(init_state)
     dm = DownstreamModel(backbone, ev.model, len(classes), tuple(ev.modalities), ev.dropout,
                          mel_bins=cfg.data.audio.mel_bins).to(device)
-    if cfg.runtime.channels_last and device.type == "cuda":
-        backbone.visual_cnn.to(memory_format=torch.channels_last_3d)
+    runtime.set_memory_format(backbone, cfg.runtime, device)
     if ev.protocol == "test":
         load_heads(dm, heads, len(classes), cfg.pretrain.init_checkpoint)
         result = test_only(cfg, ev, dm, task_dir, device)

@@ -88,8 +88,7 @@ def pretrain(cfg: RunConfig, model: torch.nn.Module, data_root: Path, folder: Pa
     if cfg.runtime.activation_checkpointing:
         for cnn in (model.visual_cnn, model.audio_cnn):
             cnn.set_grad_checkpointing(True)
-    if cfg.runtime.channels_last and device.type == "cuda":
-        model.visual_cnn.to(memory_format=torch.channels_last_3d)
+    runtime.set_memory_format(model, cfg.runtime, device)
     groups = cnn_split_groups(module.named_parameters(), pc.optim, ("model.visual_cnn.", "model.audio_cnn."))
     opt = build_optimizer(groups, pc.optim, device)
     total_steps = pc.total_steps

@@ -36,6 +36,16 @@ def configure(cfg: RuntimeConfig, seed: int) -> None:
         torch.backends.cudnn.allow_tf32 = True
 
 
+def set_memory_format(model: torch.nn.Module, cfg: RuntimeConfig, device: torch.device) -> None:
+    """Channels-last CNNs where they pay: the visual CNN on GPU (`channels_last`), both CNNs on CPU
+    (`channels_last_cpu`, ours). `model` is an AVBert (anything with visual_cnn / audio_cnn)."""
+    if device.type == "cuda" and cfg.channels_last:
+        model.visual_cnn.to(memory_format=torch.channels_last_3d)
+    elif device.type == "cpu" and cfg.channels_last_cpu:
+        model.visual_cnn.to(memory_format=torch.channels_last_3d)
+        model.audio_cnn.to(memory_format=torch.channels_last)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

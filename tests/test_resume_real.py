@@ -335,3 +335,26 @@ def test_stop_during_finetune_validation_keeps_the_epoch(run_a, tmp_path):
         _assert_same_tensors(a[key], b[key], f"last.pt (fine-tuned).{key}")
     _assert_same_tensors(_weights(cfg_a, "ft.best.pt"), _weights(cfg, "ft.best.pt"), "ft.best.pt")
     assert _stable(metrics["downstream"]["ft"]) == _stable(m_a["downstream"]["ft"])
+
+
+def test_channels_last_cpu_resumes_exactly_and_changes_only_the_last_bits(run_a, tmp_path):
+    """runtime.channels_last_cpu (ours; the tiny runs' CPU speed-up): the CNN weights train in the
+    channels-last layout, a crashed run resumes from last.pt to the uninterrupted run's weights bit for
+    bit, and those weights are the default layout's up to float rounding (amplified by AdamW)."""
+    cfg_a, _ = run_a
+    key = "runtime.channels_last_cpu=true"
+    full = _cfg(tmp_path / "full", key, "downstream=[]")
+    _run(full)
+    w = _weights(full)["model"]
+    conv = next(k for k in w if k.startswith("visual_cnn.") and w[k].dim() == 5)
+    assert w[conv].is_contiguous(memory_format=torch.channels_last_3d) and not w[conv].is_contiguous()
+    crashed = _cfg(tmp_path / "crashed", key, "downstream=[]")
+    with pytest.MonkeyPatch.context() as mp:
+        _StopAt(mp, "make_pretrain_loader", CRASH_BATCH, action=_crash)
+        with pytest.raises(_Crash):
+            _run(crashed)
+    _run(crashed)
+    _assert_same_tensors(w, _weights(crashed)["model"], "pretrained.pt (channels_last_cpu, resumed)")
+    plain = _weights(cfg_a)["model"]  # 4 AdamW steps at lr 1e-3 move a weight by up to 4e-3
+    for k in plain:
+        assert torch.allclose(plain[k].double(), w[k].double(), rtol=1e-3, atol=1e-4), k

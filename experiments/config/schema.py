@@ -149,6 +149,10 @@ class RuntimeConfig:
     amp: bool = True  # bf16 autocast on GPU (ignored on CPU)
     compile: bool = False
     channels_last: bool = True  # channels_last_3d for the visual CNN on GPU
+    # ours: channels-last CNNs on CPU too (visual channels_last_3d, audio channels_last). Off by default:
+    # it changes a CPU run's numbers in the last bits. At the tiny size with one thread the training step
+    # is 1.4x faster (0.913 -> 0.649 s), with two threads 1.05x (README "Performance")
+    channels_last_cpu: bool = False
     activation_checkpointing: bool = False  # recompute CNN activations in backward to save memory
     deterministic: bool = False
     num_threads: int = 0  # torch CPU threads per rank; 0 = leave torch's default

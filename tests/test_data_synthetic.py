@@ -192,26 +192,31 @@ def _counts(values):
     return sorted(np.unique(values, return_counts=True)[1].tolist())
 
 
+def _even(n: int, k: int) -> list[int]:
+    """How often each of k types shows on n segments when spread as evenly as n allows (sorted)."""
+    return sorted(n // k + (i < n % k) for i in range(k))
+
+
 def test_pretraining_events_are_on_the_segment_grid(roots):
     """Every pretraining clip (train and val): one bound event type (v_i with a_i) per segment;
-    types_per_clip distinct types, each on S / k segments (version 8's k = 4: four types, twice each)."""
+    types_per_clip distinct types, each on S / k segments as evenly as S allows (version 9's k = 7: one
+    type twice, six once)."""
     k = SMALL.types_per_clip
-    assert 8 % k == 0
     for folder in ("pretrain", "pretrain_val"):
         for meta, _ in _samples(roots[0] / folder):
             ev = meta["events"]
             _grid_ok(ev, SMALL)
             types = [e[0] for e in ev]
             assert all(0 <= t < 8 and e[1] == e[2] == t for t, e in zip(types, ev))  # bound: v_i with a_i
-            assert len(set(types)) == k and _counts(types) == [8 // k] * k
+            assert len(set(types)) == k and _counts(types) == _even(8, k)
             assert "label" not in meta and "latent" not in meta
 
 
-@pytest.mark.parametrize("k", [8, 4, 2])
+@pytest.mark.parametrize("k", [8, 7, 4, 2])
 def test_pretraining_scenes_show_each_chosen_type_equally_often(k):
     """Straight from the scene sampler: with types_per_clip = 8 every clip shows each of the 8 bound
-    types exactly once per 8 segments, in a random order; with fewer (version 8's default is 4), k of them
-    S / k times each."""
+    types exactly once per 8 segments, in a random order; with fewer (version 9's default is 7), k of them
+    S / k times each, as evenly as S allows."""
     spec = dataclasses.replace(SMALL, types_per_clip=k)
     orders = set()
     for i in range(40):
@@ -219,7 +224,7 @@ def test_pretraining_scenes_show_each_chosen_type_equally_often(k):
         ev = [[e.etype, e.vis, e.aud, e.t0, e.t1] for e in scene.events]
         _grid_ok(ev, spec)
         types = [e[0] for e in ev]
-        assert len(set(types)) == k and _counts(types) == [8 // k] * k
+        assert len(set(types)) == k and _counts(types) == _even(8, k)
         if k == 8:
             assert sorted(types) == list(range(8))
         orders.add(tuple(types))
@@ -260,7 +265,7 @@ def test_bind_like_clips_bind_by_the_class_map(roots):
             _grid_ok(ev, SMALL)
             vis, aud = [e[1] for e in ev], [e[2] for e in ev]
             assert all(e[0] == -1 for e in ev) and all(a == vocab.BIND_MAPS[label][v] for v, a in zip(vis, aud))
-            assert len(set(vis)) == len(set(aud)) == k and _counts(vis) == _counts(aud) == [8 // k] * k
+            assert len(set(vis)) == len(set(aud)) == k and _counts(vis) == _counts(aud) == _even(8, k)
             n += 1
     assert n == sum(SMALL.splits.values())
     # with all 8 types per clip, each visual and each audio signature appears exactly once

@@ -93,7 +93,7 @@ def test_local_runs_write_results_from_a_snapshot_and_relaunch_skips(rq, tmp_pat
         (start,) = starts(folder)
         assert Path(start["code"]) == summary.snapshot  # the job ran the snapshot, not the live tree
         assert summary.snapshot.parent == tmp_path / "results" / ".snapshots"
-        assert start["avbert_root"] == str(CODE_ROOT) and start["threads"] == "2"  # tiny: 2 cpus per task
+        assert start["avbert_root"] == str(CODE_ROOT) and start["threads"] == "1"  # tiny: 1 cpu per task, 2 runs at once
         assert (folder / "submitit" / "last_job.json").is_file()
         assert not (folder / "submitit" / "%j").exists()  # submitit's literal template folder is removed
     assert len({o.job_id for o in summary.outcomes}) == 2 and all(o.job_id for o in summary.outcomes)
@@ -110,9 +110,9 @@ def test_local_runs_write_results_from_a_snapshot_and_relaunch_skips(rq, tmp_pat
     assert changed.count("ran") == 1
 
 
-def test_local_runs_one_at_a_time_by_default(rq, tmp_path, monkeypatch):
+def test_local_array_parallelism_1_runs_one_at_a_time(rq, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_STEP_S", "0.05")
-    summary, _ = run(rq, args(tmp_path, "pretrain.steps_per_epoch=10", target="progress"))
+    summary, _ = run(rq, args(tmp_path, "--array-parallelism", "1", "pretrain.steps_per_epoch=10", target="progress"))
     assert summary.exit_code == 0
     a_done = (tmp_path / "results" / "rqx" / "a" / "metrics.json").stat().st_mtime
     b_start = starts(tmp_path / "results" / "rqx" / "b")[0]["time"]

@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--event-scale", type=float, default=1.0,
                     help="per-event component shared by both modalities (0: none, the coupling-off control)")
     ap.add_argument("--types-per-clip", type=int, default=None,
-                    help="distinct bound types per clip, each on S / k segments (default: the generator's, 4 since v8)")
+                    help="distinct bound types per clip, each on S / k segments (default: the generator's, 7 since v9)")
     ap.add_argument("--heldout-clips", type=int, default=512)
     ap.add_argument("--by-pairing", action="store_true",
                     help="also print held-out MEP per stream on clips with their own audio and with swapped audio")

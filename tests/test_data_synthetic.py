@@ -188,11 +188,11 @@ def _grid_ok(events, spec, seg_s=1.0, segments=8):
         assert t1 - t0 >= (1 - 2 * spec.onset_jitter) * seg_s - 2e-3
 
 
-def _counts(values):
+def counts(values):
     return sorted(np.unique(values, return_counts=True)[1].tolist())
 
 
-def _even(n: int, k: int) -> list[int]:
+def even_counts(n: int, k: int) -> list[int]:
     """How often each of k types shows on n segments when spread as evenly as n allows (sorted)."""
     return sorted(n // k + (i < n % k) for i in range(k))
 
@@ -208,7 +208,7 @@ def test_pretraining_events_are_on_the_segment_grid(roots):
             _grid_ok(ev, SMALL)
             types = [e[0] for e in ev]
             assert all(0 <= t < 8 and e[1] == e[2] == t for t, e in zip(types, ev))  # bound: v_i with a_i
-            assert len(set(types)) == k and _counts(types) == _even(8, k)
+            assert len(set(types)) == k and counts(types) == even_counts(8, k)
             assert "label" not in meta and "latent" not in meta
 
 
@@ -224,7 +224,7 @@ def test_pretraining_scenes_show_each_chosen_type_equally_often(k):
         ev = [[e.etype, e.vis, e.aud, e.t0, e.t1] for e in scene.events]
         _grid_ok(ev, spec)
         types = [e[0] for e in ev]
-        assert len(set(types)) == k and _counts(types) == _even(8, k)
+        assert len(set(types)) == k and counts(types) == even_counts(8, k)
         if k == 8:
             assert sorted(types) == list(range(8))
         orders.add(tuple(types))
@@ -265,7 +265,7 @@ def test_bind_like_clips_bind_by_the_class_map(roots):
             _grid_ok(ev, SMALL)
             vis, aud = [e[1] for e in ev], [e[2] for e in ev]
             assert all(e[0] == -1 for e in ev) and all(a == vocab.BIND_MAPS[label][v] for v, a in zip(vis, aud))
-            assert len(set(vis)) == len(set(aud)) == k and _counts(vis) == _counts(aud) == _even(8, k)
+            assert len(set(vis)) == len(set(aud)) == k and counts(vis) == counts(aud) == even_counts(8, k)
             n += 1
     assert n == sum(SMALL.splits.values())
     # with all 8 types per clip, each visual and each audio signature appears exactly once

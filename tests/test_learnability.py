@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from experiments.probes import learnability
+from tests.test_data_synthetic import counts, even_counts
 
 
 pytestmark = pytest.mark.usefixtures("restore_threads")  # the CLIs set the thread count
@@ -82,12 +83,11 @@ def test_oracle_timelines_are_the_pretraining_corpus():
     k = preset("tiny").types_per_clip
     assert sigs.shape == (6, cfg.data.segments, 2) and (sigs[..., 0] == sigs[..., 1]).all()  # bound types
     for clip in sigs[..., 0]:
-        n = cfg.data.segments  # k types as evenly as n segments allow (v9: 7 types, one of them twice)
-        assert sorted(np.unique(clip, return_counts=True)[1].tolist()) == sorted(n // k + (i < n % k) for i in range(k))
+        assert counts(clip) == even_counts(cfg.data.segments, k)  # v9: 7 types, one of them twice
     assert np.array_equal(sigs, learnability.segment_signatures(6, cfg, seed=0))
     assert not np.array_equal(sigs, learnability.segment_signatures(6, cfg, seed=1))
     for clip in learnability.segment_signatures(6, cfg, seed=0, types_per_clip=4)[..., 0]:  # --types-per-clip
-        assert sorted(np.unique(clip, return_counts=True)[1].tolist()) == [cfg.data.segments // 4] * 4
+        assert counts(clip) == [cfg.data.segments // 4] * 4
 
 
 def test_oracle_event_component_is_shared_by_both_modalities():

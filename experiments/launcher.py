@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import TextIO
 
 from common import paths
-from data.synthetic import ensure_synthetic
+from data.synthetic import ensure_synthetic, tasks_read
 from experiments import logs, run_lock
 from experiments.cluster_profile import ClusterProfile, load_cluster_profile
 from experiments.config import PROFILES, ConfigError, explain_config
 from experiments.launch_jobs import Outcome, active_job, run_debug, submit_local, submit_slurm, wait
 from experiments.launch_plan import QUEUED, RunPlan, discover, load_plans, seed_overrides, select
+from experiments.pretrain_reuse import submission_order
 from experiments.snapshot import make_snapshot
 from experiments.submitit_job import DEFAULT_TARGET, RunJob
 
@@ -221,16 +222,19 @@ def print_summary(summary: Summary, out: TextIO) -> None:
 
 
 def ensure_data(plans: list[RunPlan], out: TextIO) -> None:
-    """Generate the synthetic benchmark once here, so parallel jobs never race to write it."""
-    needed = {}
+    """Generate the synthetic benchmark's tasks that the runs read once here, so parallel jobs never race
+    to write them."""
+    needed: dict[str, tuple] = {}
     for p in plans:
         if p.submit and p.cfg.data.synthetic:
-            needed.setdefault(str(paths.resolve(p.cfg.data.root)), p.cfg.data)
-    if not needed:
-        return
-    for root, data_cfg in needed.items():
-        print(f"synthetic benchmark: checking {root} (generated once if missing)", file=out, flush=True)
-        ensure_synthetic(Path(root), data_cfg, seed=0)
+            root = str(paths.resolve(p.cfg.data.root))
+            tasks = tasks_read(p.cfg.pretrain.enabled, [ev.task for ev in p.cfg.downstream])
+            data_cfg, before = needed.get(root, (p.cfg.data, set()))
+            needed[root] = (data_cfg, before | set(tasks))
+    for root, (data_cfg, tasks) in needed.items():
+        print(f"synthetic benchmark: checking {root} for {', '.join(sorted(tasks))} (generated once if missing)",
+              file=out, flush=True)
+        ensure_synthetic(Path(root), data_cfg, seed=0, tasks=sorted(tasks))
 
 
 def launch(rq_dir: Path | str, argv: list[str] | None = None, *, out: TextIO | None = None,
@@ -265,6 +269,8 @@ def launch(rq_dir: Path | str, argv: list[str] | None = None, *, out: TextIO | N
         return summary
     if plans:
         summary.rq = plans[0].cfg.rq
+    # runs whose pretraining a later one repeats go first; the repeats reuse their weights
+    plans = submission_order(plans, lambda p: p.config, lambda p: p.run_dir)
     if args.print_config:
         for p in plans:
             extra = seed_overrides(p.path.stem, p.cfg.seed) if args.seeds else []

@@ -9,31 +9,74 @@ numbers it would have computed itself, for a fraction of the time.
 A source is a run folder under the same output_root whose `config.yaml` has the same pretraining key
 (model, pretrain, data, runtime and seed; not name, rq, downstream evaluations, logging cadence or
 loader workers) and whose `checkpoints/pretrained.pt` was written under that config (its config_hash
-is the folder's stamp). The run gets a copy of the weights (a hard link where the file system allows),
-the source's pretraining lines of log.jsonl, and the source's pretraining summary with
-`reused_from` set (its `wall_s` moves to `reused_wall_s`: no time was spent here). Off with
-`runtime.reuse_pretraining=false`.
+is the folder's stamp). The key reads `multi2` sharing as what it builds, `none` with 2 layers, so at
+the tiny profile (2 layers) rq3's `multi2` and `none` rows are one pretraining. The run gets a copy of
+the weights (a hard link where the file system allows), the source's pretraining lines of log.jsonl,
+and the source's pretraining summary with `reused_from` set (its `wall_s` moves to `reused_wall_s`: no
+time was spent here). Off with `runtime.reuse_pretraining=false`.
+
+Runs of one launch (or of launches side by side): when no finished source exists but a run of the same
+key whose folder sorts first (`rq/name`) is pretraining now (its folder lock is held), the run waits
+for it instead of pretraining too (`wait_for_source`). Waiting only on folders that sort first means
+two runs never wait on each other; the launcher submits those first runs before the others
+(`submission_order`), so a wait is rare and short.
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import sys
+import time
 from pathlib import Path
+from typing import Callable
 
-import torch
 import yaml
 
 from common.fsutil import atomic_write_json, atomic_write_text
+from experiments import preemption, run_lock
 from experiments.config import config_hash, without_keys
 
 PRETRAIN_SECTIONS = ("model", "pretrain", "data", "runtime", "seed")
+WAIT_POLL_S = 5.0
+
+
+def _built_model(model: dict | None) -> dict | None:
+    """The model section as what it builds: `multi2` is `none` with 2 layers (model.config.num_layers,
+    model.sharing.build_stacks: the same modules, names and initialisation)."""
+    if not isinstance(model, dict) or model.get("sharing") != "multi2":
+        return model
+    transformer = model.get("transformer")
+    transformer = {**transformer, "layers": 2} if isinstance(transformer, dict) else transformer
+    return {**model, "sharing": "none", "transformer": transformer}
 
 
 def pretrain_key(config: dict) -> str:
     """Hash of what decides the pretrained weights, from a resolved config dict (to_dict / config.yaml):
-    its pretraining sections without the keys that never change a result (as the run's result hash)."""
-    return config_hash(without_keys({k: config.get(k) for k in PRETRAIN_SECTIONS}))
+    its pretraining sections without the keys that never change a result (as the run's result hash),
+    the model as what it builds (`_built_model`)."""
+    sections = {k: config.get(k) for k in PRETRAIN_SECTIONS}
+    sections["model"] = _built_model(sections["model"])
+    return config_hash(without_keys(sections))
+
+
+def _label(folder: Path) -> str:
+    return f"{folder.parent.name}/{folder.name}"
+
+
+def _same_key(root: Path, key: str, exclude: Path):
+    """(folder, config) of every run folder under root/<rq>/<name> (sorted) whose config.yaml has this
+    pretraining key; folders moved aside (`*.old-*`) and `exclude` are skipped."""
+    for cfg_file in sorted(root.glob("*/*/config.yaml")):
+        folder = cfg_file.parent
+        if folder.resolve() == exclude.resolve() or ".old-" in folder.name:
+            continue
+        try:
+            config = yaml.safe_load(cfg_file.read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(config, dict) and pretrain_key(config) == key:
+            yield folder
 
 
 def _summary(folder: Path) -> dict | None:
@@ -50,27 +93,71 @@ def _summary(folder: Path) -> dict | None:
 def find_source(root: Path, key: str, exclude: Path) -> tuple[Path, dict] | None:
     """(folder, pretraining summary) of the first run under root/<rq>/<name> (sorted) with a finished
     pretraining of this key; folders moved aside (`*.old-*`) and `exclude` are skipped."""
-    for cfg_file in sorted(root.glob("*/*/config.yaml")):
-        folder = cfg_file.parent
-        if folder.resolve() == exclude.resolve() or ".old-" in folder.name:
-            continue
+    for folder in _same_key(root, key, exclude):
         weights, stamp = folder / "checkpoints" / "pretrained.pt", folder / "checkpoints" / "hash"
         if not weights.is_file() or not stamp.is_file():
-            continue
-        try:
-            config = yaml.safe_load(cfg_file.read_text())
-        except (OSError, yaml.YAMLError):
-            continue
-        if not isinstance(config, dict) or pretrain_key(config) != key:
             continue
         summary = _summary(folder)
         if summary is None:
             continue
+        import torch  # lazy: the launcher orders runs with this module and never loads weights
+
         written = torch.load(weights, map_location="cpu", weights_only=True, mmap=True).get("config_hash")
         if written != stamp.read_text().strip():
             continue  # the weights belong to an earlier config of that folder
         return folder, summary
     return None
+
+
+def running_source(root: Path, key: str, folder: Path) -> Path | None:
+    """A run of this key that is pretraining now (its folder lock held, no pretrained.pt yet) and whose
+    `rq/name` sorts before `folder`'s; None if there is none."""
+    for other in _same_key(root, key, folder):
+        if _label(other) >= _label(folder):
+            continue
+        if not (other / "checkpoints" / "pretrained.pt").is_file() and run_lock.holder(other) is not None:
+            return other
+    return None
+
+
+def wait_for_source(root: Path, key: str, folder: Path, poll_s: float = WAIT_POLL_S,
+                    say: Callable[[str], None] | None = None) -> None:
+    """While a run that sorts first pretrains the same thing (running_source), wait for it to finish or
+    stop. A stop request here raises Preempted (nothing of this run exists yet: the requeue redoes it)."""
+    say = say or (lambda text: print(text, file=sys.stderr, flush=True))
+    waited_for = None
+    while (other := running_source(root, key, folder)) is not None:
+        if other != waited_for:
+            say(f"{_label(folder)}: waiting for {_label(other)}, which is pretraining the same model, data "
+                "and seed now (its weights are then reused; runtime.reuse_pretraining=false does not wait)")
+            waited_for = other
+        if preemption.stop_requested():
+            raise preemption.Preempted(f"stop requested while waiting for {_label(other)}'s pretraining")
+        time.sleep(poll_s)
+
+
+def submission_order(items: list, config_of: Callable[[object], dict], folder_of: Callable[[object], Path]) -> list:
+    """`items` (runs of a launch) reordered so that a run whose pretraining another one of them repeats
+    (same key, reuse on) starts first: for each key, the run whose folder sorts first (the one the
+    others wait for, `running_source`), in launch order; then the runs without a twin; then the twins,
+    which reuse the first one's weights."""
+    groups: dict[str, list] = {}
+    keys = []
+    for item in items:
+        config = config_of(item)
+        pre, rt = config.get("pretrain") or {}, config.get("runtime") or {}
+        key = pretrain_key(config) if pre.get("enabled", True) and rt.get("reuse_pretraining", True) else None
+        keys.append(key)
+        if key is not None:
+            groups.setdefault(key, []).append(item)
+    first = {key: min(members, key=lambda m: _label(folder_of(m))) for key, members in groups.items()}
+
+    def rank(pair) -> int:
+        item, key = pair
+        if key is None or len(groups[key]) == 1:
+            return 1
+        return 0 if first[key] is item else 2
+    return [item for item, _ in sorted(zip(items, keys), key=rank)]  # stable: launch order within a rank
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -111,11 +198,15 @@ def reuse(root: Path, folder: Path, config: dict) -> str | None:
         partial = {}
     if target.is_file() or partial.get("pretrain") or (folder / "checkpoints" / "last.pt").is_file():
         return None  # this run has pretraining of its own (finished or in progress)
-    found = find_source(root, pretrain_key(config), folder)
+    key = pretrain_key(config)
+    found = find_source(root, key, folder)
+    if found is None:
+        wait_for_source(root, key, folder)
+        found = find_source(root, key, folder)
     if found is None:
         return None
     source, summary = found
-    name = f"{source.parent.name}/{source.name}"
+    name = _label(source)
 
     lines = _pretrain_lines(source)
     atomic_write_text(folder / "log.jsonl", "".join(line + "\n" for line in lines))

@@ -14,7 +14,7 @@ from common import paths
 from common.fsutil import atomic_write_json
 from common.provenance import collect
 from data.pipeline import skipped_summary
-from data.synthetic import ensure_synthetic
+from data.synthetic import ensure_synthetic, tasks_read
 from experiments import checkpoint, distributed, runtime
 from experiments.config import RunConfig
 from experiments.downstream import run_eval
@@ -54,11 +54,13 @@ def _finished(log: JsonlLog, folder: Path, part: dict) -> None:
 
 
 def prepare_data(cfg: RunConfig, env) -> Path:
-    """Data root as an absolute path; the synthetic benchmark is generated there if it is missing."""
+    """Data root as an absolute path; the synthetic benchmark's tasks this run reads are generated there
+    if they are missing."""
     root = paths.resolve(cfg.data.root)
     if cfg.data.synthetic:
         if env.rank == 0:
-            ensure_synthetic(root, cfg.data, seed=0)
+            ensure_synthetic(root, cfg.data, seed=0,
+                             tasks=tasks_read(cfg.pretrain.enabled, [ev.task for ev in cfg.downstream]))
         distributed.barrier()
     elif not root.is_dir():
         raise FileNotFoundError(

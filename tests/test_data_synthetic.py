@@ -372,3 +372,43 @@ def test_cli_corpus_knobs_reach_the_spec_and_bad_values_fail(tmp_path, capsys):
     bgs = [sample_scene("pretrain", None, 8.0, 1.0, np.random.default_rng(i), narrow).bg for i in range(20)]
     cols = np.concatenate([np.stack([b["a"], b["b"]]) for b in bgs])
     assert cols.min() >= 0.3 and cols.max() <= 0.4
+
+
+def test_tasks_on_demand_give_the_bytes_of_a_whole_root(roots, tmp_path):
+    """A root grown task by task (what runs ask for) holds the same files as one generated whole; a task
+    folder left by a crash before the record listed it is replaced; an unknown task is refused."""
+    cfg = data_config("tiny")
+    root = tmp_path / "grown"
+    ensure_synthetic(root, cfg, seed=7, workers=1, spec=SMALL, progress=False, tasks=["pretrain"])
+    assert set(json.loads((root / RECORD).read_text())["clips"]) == {"pretrain"}
+    assert sorted(p.name for p in root.iterdir()) == ["pretrain", "pretrain_val", RECORD]
+    (root / "esc_like").mkdir()
+    (root / "esc_like" / "from_a_crash").write_text("x")
+    ensure_synthetic(root, cfg, seed=7, workers=1, spec=SMALL, progress=False, tasks=["esc_like", "pretrain"])
+    assert not (root / "esc_like" / "from_a_crash").exists()
+    ensure_synthetic(root, cfg, seed=7, workers=1, spec=SMALL, progress=False)  # the rest
+    whole = roots[0]
+    rec, rec_whole = (json.loads((r / RECORD).read_text()) for r in (root, whole))
+    assert rec["clips"] == rec_whole["clips"] and rec["spec"] == rec_whole["spec"]
+    files = sorted(p.relative_to(whole) for p in whole.rglob("*") if p.is_file() and p.name != RECORD)
+    assert files == sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file() and p.name != RECORD)
+    assert all((whole / f).read_bytes() == (root / f).read_bytes() for f in files)
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+    with pytest.raises(ValueError, match="no task"):
+        ensure_synthetic(root, cfg, seed=7, workers=1, spec=SMALL, progress=False, tasks=["kinetics_sounds"])
+
+
+def test_every_tiny_run_reads_only_tasks_the_benchmark_has():
+    """Runs ask ensure_synthetic for the tasks they read (experiments/stages.py); every RQ config's must exist."""
+    from data.synthetic import tasks_read
+    from data.synthetic.generate import all_tasks
+    from experiments.config import load_config
+
+    configs = [p for p in Path(__file__).parents[1].glob("experiments/rq*/configs/*.yaml") if not p.name.startswith("_")]
+    assert len(configs) >= 19
+    for profile in ("tiny", "smoke"):
+        for path in configs:
+            cfg = load_config(path, [], profile)
+            if profile in cfg.profiles:
+                tasks = tasks_read(cfg.pretrain.enabled, [ev.task for ev in cfg.downstream])
+                assert set(tasks) <= set(all_tasks(preset(profile))), (path, tasks)

@@ -3,13 +3,16 @@ numbers are the ones it would have computed itself (real smoke runs, seconds eac
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 import torch
+import yaml
 
-from experiments import run
+from experiments import preemption, run, run_lock
 from experiments.config import load_config, to_dict
-from experiments.pretrain_reuse import find_source, pretrain_key
+from experiments.pretrain_reuse import find_source, pretrain_key, running_source, submission_order, wait_for_source
 from experiments.run_folder import RunFolder
 
 CONFIG = "experiments/rq3_sharing/configs/part.yaml"
@@ -68,3 +71,78 @@ def test_no_source_for_another_key_or_for_weights_of_an_older_config(tmp_path):
     assert find_source(tmp_path, key(), tmp_path / "x")[0] == folder
     (folder / "checkpoints" / "hash").write_text("0123456789abcdef\n")  # the folder now stamps another config
     assert find_source(tmp_path, key(), tmp_path / "x") is None
+
+
+def test_multi2_is_none_with_two_layers_one_pretraining():
+    """At 2 layers (the tiny and smoke profiles) rq3's multi2 and none build the same modules with the same
+    initialisation, so they share a key; at 6 layers they are different models."""
+    multi2, none = (f"experiments/rq3_sharing/configs/{n}.yaml" for n in ("multi2", "none"))
+    assert key(config=multi2) == key(config=none) != key()
+    assert key("model.transformer.layers=6", config=multi2) == key(config=none)  # multi2 has 2 whatever it says
+    assert key("model.transformer.layers=6", config=multi2) != key("model.transformer.layers=6", config=none)
+    from model.build import build_model
+    states = []
+    for config in (multi2, none):
+        torch.manual_seed(0)
+        states.append(build_model(load_config(config, [], "smoke").model).state_dict())
+    assert states[0].keys() == states[1].keys()
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def _write_config(root, label: str, config: dict):
+    folder = root / label
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    return folder
+
+
+def test_a_run_waits_only_for_a_same_key_run_that_sorts_first_and_is_pretraining(tmp_path):
+    config = to_dict(load_config(CONFIG, [], "smoke"))
+    first, me, later = (_write_config(tmp_path, f"rq3_sharing/{n}", config) for n in ("a", "b", "c"))
+    other = _write_config(tmp_path, "rq3_sharing/a0", to_dict(load_config(CONFIG, ["seed=1"], "smoke")))
+    k = pretrain_key(config)
+    assert running_source(tmp_path, k, me) is None  # nobody holds a lock
+    with run_lock.hold(later), run_lock.hold(other):
+        assert running_source(tmp_path, k, me) is None  # sorts after me / another key: never waited for
+    said: list[str] = []
+    with run_lock.hold(first):
+        assert running_source(tmp_path, k, me) == first
+        assert running_source(tmp_path, k, first) is None  # so two runs never wait on each other
+        timer = threading.Timer(0.3, lambda: (first / "checkpoints" / "pretrained.pt").write_bytes(b"x"))
+        timer.start()
+        t0 = time.time()
+        wait_for_source(tmp_path, k, me, poll_s=0.05, say=said.append)
+        timer.join()
+    assert time.time() - t0 >= 0.25 and len(said) == 1 and "waiting for rq3_sharing/a" in said[0]
+    (first / "checkpoints" / "pretrained.pt").unlink()
+    with run_lock.hold(first):  # a stop request while waiting: Preempted (nothing of the run exists yet)
+        preemption.request_stop("test")
+        try:
+            with pytest.raises(preemption.Preempted):
+                wait_for_source(tmp_path, k, me, poll_s=0.05, say=said.append)
+        finally:
+            preemption.reset()
+    wait_for_source(tmp_path, k, me, poll_s=0.05, say=said.append)  # the lock is gone: no wait
+
+
+def test_launch_order_puts_the_run_others_repeat_first_and_the_repeats_last(tmp_path):
+    names = ("all", "cross_layer", "multi2", "none", "part")
+    plans = [(n, to_dict(load_config(f"experiments/rq3_sharing/configs/{n}.yaml", [f"output_root={tmp_path}"], "smoke")))
+             for n in names]
+    order = submission_order(plans, lambda p: p[1], lambda p: tmp_path / "rq3_sharing" / p[0])
+    assert [n for n, _ in order] == ["multi2", "all", "cross_layer", "part", "none"]
+    off = [(n, {**c, "runtime": {**c["runtime"], "reuse_pretraining": False}}) for n, c in plans]
+    assert submission_order(off, lambda p: p[1], lambda p: tmp_path / p[0]) == off  # no reuse: launch order
+
+
+def test_a_multi2_run_reuses_none_and_gets_its_numbers(tmp_path, capsys):
+    """The real path: rq3's none pretrains, multi2 takes its weights, and multi2's downstream numbers are
+    those of none (the same model)."""
+    def run_row(row: str) -> dict:
+        assert run.main(["--config", f"experiments/rq3_sharing/configs/{row}.yaml", "--profile", "smoke",
+                         f"output_root={tmp_path}"]) == 0
+        return json.loads((tmp_path / "rq3_sharing" / row / "metrics.json").read_text())
+    none, multi2 = run_row("none"), run_row("multi2")
+    assert "pretraining reused from rq3_sharing/none" in capsys.readouterr().err
+    assert multi2["pretrain"]["reused_from"] == "rq3_sharing/none"
+    assert {k: v["top1"] for k, v in multi2["downstream"].items()} == {k: v["top1"] for k, v in none["downstream"].items()}

@@ -17,6 +17,11 @@ x264 runs single-threaded). `ensure_synthetic` is safe to call from several proc
 lock serialises them, the first generates into a temp folder and renames it into place, the others
 find it done. A root written by an older generator VERSION (same seed, spec and render settings) is
 regenerated in place under the lock; any other mismatch is refused.
+Tasks on demand (ours): `ensure_synthetic(..., tasks=[...])` generates only the tasks asked for that the
+root lacks ("pretrain" = pretrain/ + pretrain_val/; runs ask for what they read, so the main job renders
+4,960 of the 8,944 tiny clips); each later call adds what it lacks (temp folder, rename, then the record,
+which lists the tasks present under "clips"). Clip i of (task, split) does not depend on which other
+tasks exist, so a root grown task by task holds the same bytes as one generated whole.
 """
 from __future__ import annotations
 
@@ -150,15 +155,37 @@ def clips_per_shard(n: int, scale: str, shard_clips: int | None = None, shards: 
     return max(1, int(n) // max(1, int(shards or PAPER_SHARDS)))
 
 
+def all_tasks(spec: SyntheticSpec) -> tuple[str, ...]:
+    """Every task of the benchmark: "pretrain" (pretrain/ and pretrain_val/) and the labelled ones."""
+    return ("pretrain", *spec.tasks)
+
+
+def _task_dirs(task: str) -> tuple[str, ...]:
+    return ("pretrain", "pretrain_val") if task == "pretrain" else (task,)
+
+
+def _wanted(spec: SyntheticSpec, tasks) -> list[str]:
+    """`tasks` (None: all) in the benchmark's order; a name the benchmark does not have is refused."""
+    known = all_tasks(spec)
+    if tasks is None:
+        return list(known)
+    unknown = sorted(set(tasks) - set(known))
+    if unknown:
+        raise ValueError(f"the synthetic benchmark has no task(s) {unknown}; it has {list(known)}")
+    return [t for t in known if t in set(tasks)]
+
+
 def generate(root: str | Path, cfg: DataConfig, spec: SyntheticSpec | None = None, seed: int = 0,
              workers: int | None = None, progress: bool = True, shard_clips: int | None = None,
-             shards: int | None = None) -> Path:
-    """Write the whole benchmark into `root` (which should be empty); returns root. Shard sizes: see
-    clips_per_shard (shard_clips: fixed clips per shard; shards: minimum shards per split)."""
+             shards: int | None = None, tasks=None) -> Path:
+    """Write the benchmark's `tasks` (default: all, see all_tasks) into `root` (which should be empty);
+    returns root. Shard sizes: see clips_per_shard (shard_clips: fixed clips per shard; shards: minimum
+    shards per split)."""
     spec = spec or preset(cfg.resolved_synthetic_scale())
     root = Path(root)
     t0 = time.time()
-    groups = _jobs(seed, cfg, spec)
+    wanted = _wanted(spec, tasks)
+    groups = [g for g in _jobs(seed, cfg, spec) if g[0] in wanted]
     total = sum(len(j) for _, _, j in groups)
     workers = max(1, min(os.cpu_count() or 1, 8) if workers is None else int(workers))
     rp = render_params(cfg)
@@ -210,26 +237,53 @@ def _check(root: Path, cfg: DataConfig, spec: SyntheticSpec, seed: int) -> bool:
                      f"want {[want[k] for k in diff]})")
 
 
+def present_tasks(root: Path) -> set[str]:
+    """The tasks a generated root holds (its record's "clips")."""
+    return set((read_json(Path(root) / RECORD).get("clips") or {}))
+
+
+def _add_tasks(root: Path, tmp: Path) -> None:
+    """Move the task folders generated into `tmp` into the existing `root`, then merge the records.
+    Folders of those tasks already in root are leftovers of a crash before the record was updated (the
+    record does not list them): replaced."""
+    new = read_json(tmp / RECORD)
+    for task in new["clips"]:
+        for name in _task_dirs(task):
+            if (tmp / name).exists():
+                shutil.rmtree(root / name, ignore_errors=True)
+                os.rename(tmp / name, root / name)
+    rec = read_json(root / RECORD)
+    atomic_write_json(root / RECORD, {**rec, "clips": {**rec.get("clips", {}), **new["clips"]},
+                                      "wall_s": round(float(rec.get("wall_s", 0.0)) + float(new["wall_s"]), 2)},
+                      indent=1)
+
+
 def ensure_synthetic(root: str | Path, data_cfg: DataConfig, seed: int = 0, workers: int | None = None,
-                     spec: SyntheticSpec | None = None, progress: bool = True, shards: int | None = None) -> Path:
-    """Generate the benchmark into `root` unless it is already there (and matches); returns root.
-    A root from another generator VERSION (same seed and render settings) is regenerated, so old and
-    new files are never mixed; any other mismatch raises ValueError. `shards`: see generate
-    (applies to what is generated now; an existing matching root is kept as it is).
+                     spec: SyntheticSpec | None = None, progress: bool = True, shards: int | None = None,
+                     tasks=None) -> Path:
+    """Generate the benchmark's `tasks` (default: all; see all_tasks) into `root` unless they are already
+    there (and match); returns root. Tasks the root lacks are added beside the ones it has. A root from
+    another generator VERSION (same seed and render settings) is regenerated, so old and new files are
+    never mixed; any other mismatch raises ValueError. `shards`: see generate (applies to what is
+    generated now; an existing matching root is kept as it is).
 
     Concurrency-safe: file lock + generation into a temp folder + atomic rename(s).
     """
     root = Path(root).resolve()
     spec = spec or preset(data_cfg.resolved_synthetic_scale())
-    if (root / RECORD).is_file() and _check(root, data_cfg, spec, seed):
+    wanted = _wanted(spec, tasks)
+    if (root / RECORD).is_file() and _check(root, data_cfg, spec, seed) and set(wanted) <= present_tasks(root):
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(root.parent / f".{root.name}.lock"):
-        outdated = False
+        outdated, missing = False, wanted
         if (root / RECORD).is_file():
             if _check(root, data_cfg, spec, seed):
-                return root
-            outdated = True
+                missing = [t for t in wanted if t not in present_tasks(root)]
+                if not missing:
+                    return root
+            else:
+                outdated = True
         elif root.exists():
             raise FileExistsError(f"{root} exists but holds no {RECORD}: not a synthetic benchmark root; "
                                   "remove it or choose another data.root")
@@ -242,7 +296,11 @@ def ensure_synthetic(root: str | Path, data_cfg: DataConfig, seed: int = 0, work
         tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
         old = root.parent / f".{root.name}.old-{os.getpid()}"
         try:
-            generate(tmp, data_cfg, spec, seed, workers, progress, shards=shards)
+            generate(tmp, data_cfg, spec, seed, workers, progress, shards=shards, tasks=missing)
+            if (root / RECORD).is_file() and not outdated:
+                _add_tasks(root, tmp)
+                shutil.rmtree(tmp, ignore_errors=True)
+                return root
             if outdated:
                 os.rename(root, old)
             os.rename(tmp, root)

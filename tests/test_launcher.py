@@ -294,3 +294,22 @@ def test_profile_as_an_override_is_refused_with_the_flag_to_use(rq, tmp_path, no
     summary, text = run(rq, args(tmp_path, "--dry-run", "profile=smoke"))
     assert summary.exit_code != 0 and no_submit == []
     assert "--profile" in text and "profile=" in text
+
+
+def test_the_launcher_generates_only_the_synthetic_tasks_its_runs_read(tmp_path):
+    """ensure_data: one generation per data root, of the union of the tasks the submitted runs read (RQ3 reads
+    the pretraining clips and ks_like / bind_like); the others are left for the launches that need them."""
+    root = tmp_path / "syn"
+    common = [f"data.root={root}", f"output_root={tmp_path / 'results'}"]
+    rq3, errors = load_plans([CODE_ROOT / "experiments/rq3_sharing/configs/part.yaml"], common, "smoke")
+    audio = "downstream=[{name: a, task: esc_like, protocol: linear, model: a_cnn, modalities: [audio]}]"
+    rq1, more = load_plans([CODE_ROOT / "experiments/rq1_end_to_end/configs/no_pretrain.yaml"], [*common, audio], "smoke")
+    assert not errors and not more
+    out = io.StringIO()
+    launcher.ensure_data(rq3, out)
+    assert "for bind_like, ks_like, pretrain" in out.getvalue()
+    assert sorted(p.name for p in root.iterdir()) == ["bind_like", "ks_like", "pretrain", "pretrain_val", "synthetic.json"]
+    launcher.ensure_data(rq1, out)  # no pretraining clips read, one more task
+    assert "for esc_like" in out.getvalue()
+    assert sorted(p.name for p in root.iterdir()) == ["bind_like", "esc_like", "ks_like", "pretrain", "pretrain_val",
+                                                      "synthetic.json"]

@@ -65,8 +65,8 @@ def _label(folder: Path) -> str:
 
 
 def _same_key(root: Path, key: str, exclude: Path):
-    """(folder, config) of every run folder under root/<rq>/<name> (sorted) whose config.yaml has this
-    pretraining key; folders moved aside (`*.old-*`) and `exclude` are skipped."""
+    """Every run folder under root/<rq>/<name> (sorted) whose config.yaml has this pretraining key;
+    folders moved aside (`*.old-*`) and `exclude` are skipped."""
     for cfg_file in sorted(root.glob("*/*/config.yaml")):
         folder = cfg_file.parent
         if folder.resolve() == exclude.resolve() or ".old-" in folder.name:

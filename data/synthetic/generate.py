@@ -30,6 +30,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -164,7 +165,7 @@ def _task_dirs(task: str) -> tuple[str, ...]:
     return ("pretrain", "pretrain_val") if task == "pretrain" else (task,)
 
 
-def _wanted(spec: SyntheticSpec, tasks) -> list[str]:
+def _wanted(spec: SyntheticSpec, tasks: Iterable[str] | None) -> list[str]:
     """`tasks` (None: all) in the benchmark's order; a name the benchmark does not have is refused."""
     known = all_tasks(spec)
     if tasks is None:
@@ -177,7 +178,7 @@ def _wanted(spec: SyntheticSpec, tasks) -> list[str]:
 
 def generate(root: str | Path, cfg: DataConfig, spec: SyntheticSpec | None = None, seed: int = 0,
              workers: int | None = None, progress: bool = True, shard_clips: int | None = None,
-             shards: int | None = None, tasks=None) -> Path:
+             shards: int | None = None, tasks: Iterable[str] | None = None) -> Path:
     """Write the benchmark's `tasks` (default: all, see all_tasks) into `root` (which should be empty);
     returns root. Shard sizes: see clips_per_shard (shard_clips: fixed clips per shard; shards: minimum
     shards per split)."""
@@ -260,7 +261,7 @@ def _add_tasks(root: Path, tmp: Path) -> None:
 
 def ensure_synthetic(root: str | Path, data_cfg: DataConfig, seed: int = 0, workers: int | None = None,
                      spec: SyntheticSpec | None = None, progress: bool = True, shards: int | None = None,
-                     tasks=None) -> Path:
+                     tasks: Iterable[str] | None = None) -> Path:
     """Generate the benchmark's `tasks` (default: all; see all_tasks) into `root` unless they are already
     there (and match); returns root. Tasks the root lacks are added beside the ones it has. A root from
     another generator VERSION (same seed and render settings) is regenerated, so old and new files are

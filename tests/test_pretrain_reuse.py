@@ -2,6 +2,7 @@
 numbers are the ones it would have computed itself (real smoke runs, seconds each)."""
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -10,6 +11,7 @@ import pytest
 import torch
 import yaml
 
+from common.paths import CODE_ROOT
 from experiments import preemption, run, run_lock
 from experiments.config import load_config, to_dict
 from experiments.pretrain_reuse import find_source, pretrain_key, running_source, submission_order, wait_for_source
@@ -146,3 +148,21 @@ def test_a_multi2_run_reuses_none_and_gets_its_numbers(tmp_path, capsys):
     assert "pretraining reused from rq3_sharing/none" in capsys.readouterr().err
     assert multi2["pretrain"]["reused_from"] == "rq3_sharing/none"
     assert {k: v["top1"] for k, v in multi2["downstream"].items()} == {k: v["top1"] for k, v in none["downstream"].items()}
+
+
+def test_a_parallel_launch_pretrains_twins_once(tmp_path):
+    """RQ3's multi2 and none started side by side (local executor, two at once): none waits for multi2's
+    pretraining (40 steps, several seconds) and reuses it instead of pretraining too."""
+    from experiments import launcher
+
+    summary = launcher.launch(CODE_ROOT / "experiments/rq3_sharing", [
+        "--profile", "smoke", "--only", "multi2,none", "--no-snapshot", "--array-parallelism", "2",
+        f"output_root={tmp_path}", "pretrain.steps_per_epoch=40"], out=io.StringIO())
+    assert summary.exit_code == 0 and [o.plan.name for o in summary.outcomes] == ["multi2", "none"]
+    metrics = {r: json.loads((tmp_path / "rq3_sharing" / r / "metrics.json").read_text()) for r in ("multi2", "none")}
+    assert "reused_from" not in metrics["multi2"]["pretrain"]
+    assert metrics["none"]["pretrain"]["reused_from"] == "rq3_sharing/multi2"
+    log = "".join(p.read_text() for p in (tmp_path / "rq3_sharing" / "none" / "submitit").glob("*/*_log.err"))
+    assert "waiting for rq3_sharing/multi2" in log
+    assert {k: v["top1"] for k, v in metrics["none"]["downstream"].items()} == \
+        {k: v["top1"] for k, v in metrics["multi2"]["downstream"].items()}

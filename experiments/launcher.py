@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TextIO
 
 from common import paths
-from data.synthetic import ensure_synthetic, tasks_read
+from data.synthetic import ensure_synthetic
 from experiments import logs, run_lock
 from experiments.cluster_profile import ClusterProfile, load_cluster_profile
 from experiments.config import PROFILES, ConfigError, explain_config
@@ -224,13 +224,11 @@ def print_summary(summary: Summary, out: TextIO) -> None:
 def ensure_data(plans: list[RunPlan], out: TextIO) -> None:
     """Generate the synthetic benchmark's tasks that the runs read once here, so parallel jobs never race
     to write them."""
-    needed: dict[str, tuple] = {}
+    needed: dict[str, tuple] = {}  # root -> (its data config, the tasks read from it)
     for p in plans:
         if p.submit and p.cfg.data.synthetic:
-            root = str(paths.resolve(p.cfg.data.root))
-            tasks = tasks_read(p.cfg.pretrain.enabled, [ev.task for ev in p.cfg.downstream])
-            data_cfg, before = needed.get(root, (p.cfg.data, set()))
-            needed[root] = (data_cfg, before | set(tasks))
+            data_cfg, tasks = needed.setdefault(str(paths.resolve(p.cfg.data.root)), (p.cfg.data, set()))
+            tasks.update(p.cfg.synthetic_tasks)
     for root, (data_cfg, tasks) in needed.items():
         print(f"synthetic benchmark: checking {root} for {', '.join(sorted(tasks))} (generated once if missing)",
               file=out, flush=True)

@@ -14,7 +14,7 @@ from common import paths
 from common.fsutil import atomic_write_json
 from common.provenance import collect
 from data.pipeline import skipped_summary
-from data.synthetic import ensure_synthetic, tasks_read
+from data.synthetic import ensure_synthetic
 from experiments import checkpoint, distributed, runtime
 from experiments.config import RunConfig
 from experiments.downstream import run_eval
@@ -59,8 +59,7 @@ def prepare_data(cfg: RunConfig, env) -> Path:
     root = paths.resolve(cfg.data.root)
     if cfg.data.synthetic:
         if env.rank == 0:
-            ensure_synthetic(root, cfg.data, seed=0,
-                             tasks=tasks_read(cfg.pretrain.enabled, [ev.task for ev in cfg.downstream]))
+            ensure_synthetic(root, cfg.data, seed=0, tasks=cfg.synthetic_tasks)
         distributed.barrier()
     elif not root.is_dir():
         raise FileNotFoundError(

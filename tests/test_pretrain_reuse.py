@@ -36,8 +36,8 @@ def test_pretrain_key_ignores_what_does_not_change_pretraining():
         assert key(changed) != base, changed
 
 
-def _metrics(tmp_path, name: str, *extra: str) -> dict:
-    assert run.main(["--config", CONFIG, "--profile", "smoke", f"output_root={tmp_path}", f"name={name}", *extra]) == 0
+def _metrics(tmp_path, name: str, *extra: str, config: str = CONFIG) -> dict:
+    assert run.main(["--config", config, "--profile", "smoke", f"output_root={tmp_path}", f"name={name}", *extra]) == 0
     return json.loads((tmp_path / "rq3_sharing" / name / "metrics.json").read_text())
 
 
@@ -140,11 +140,8 @@ def test_launch_order_puts_the_run_others_repeat_first_and_the_repeats_last(tmp_
 def test_a_multi2_run_reuses_none_and_gets_its_numbers(tmp_path, capsys):
     """The real path: rq3's none pretrains, multi2 takes its weights, and multi2's downstream numbers are
     those of none (the same model)."""
-    def run_row(row: str) -> dict:
-        assert run.main(["--config", f"experiments/rq3_sharing/configs/{row}.yaml", "--profile", "smoke",
-                         f"output_root={tmp_path}"]) == 0
-        return json.loads((tmp_path / "rq3_sharing" / row / "metrics.json").read_text())
-    none, multi2 = run_row("none"), run_row("multi2")
+    none, multi2 = (_metrics(tmp_path, row, config=f"experiments/rq3_sharing/configs/{row}.yaml")
+                    for row in ("none", "multi2"))
     assert "pretraining reused from rq3_sharing/none" in capsys.readouterr().err
     assert multi2["pretrain"]["reused_from"] == "rq3_sharing/none"
     assert {k: v["top1"] for k, v in multi2["downstream"].items()} == {k: v["top1"] for k, v in none["downstream"].items()}

@@ -25,10 +25,4 @@ def generate(root: Any, data_cfg: Any, spec: Any = None, seed: int = 0, workers:
                      shard_clips=shard_clips, shards=shards, tasks=tasks)
 
 
-def tasks_read(pretrain: bool, downstream_tasks: Any) -> list[str]:
-    """The benchmark tasks a run reads: "pretrain" (pretrain/ and pretrain_val/) when it pretrains, and
-    the task of each downstream evaluation (what `ensure_synthetic(tasks=...)` takes)."""
-    return sorted({*(["pretrain"] if pretrain else []), *downstream_tasks})
-
-
-__all__ = ["ensure_synthetic", "generate", "tasks_read"]
+__all__ = ["ensure_synthetic", "generate"]

@@ -280,7 +280,8 @@ def ensure_synthetic(root: str | Path, data_cfg: DataConfig, seed: int = 0, work
         outdated, missing = False, wanted
         if (root / RECORD).is_file():
             if _check(root, data_cfg, spec, seed):
-                missing = [t for t in wanted if t not in present_tasks(root)]
+                present = present_tasks(root)
+                missing = [t for t in wanted if t not in present]
                 if not missing:
                     return root
             else:

@@ -181,6 +181,12 @@ class RunConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     profiles: list[Literal["tiny", "paper", "smoke"]] = field(default_factory=lambda: ["tiny", "paper", "smoke"])
 
+    @property
+    def synthetic_tasks(self) -> list[str]:
+        """The synthetic benchmark's tasks this run reads (what `ensure_synthetic(tasks=...)` takes):
+        "pretrain" (pretrain/ and pretrain_val/) when it pretrains, and each evaluation's task."""
+        return sorted({*(["pretrain"] if self.pretrain.enabled else []), *(e.task for e in self.downstream)})
+
     def __post_init__(self) -> None:
         names = [e.name for e in self.downstream]
         dup = sorted({n for n in names if names.count(n) > 1})

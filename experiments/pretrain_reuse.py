@@ -19,7 +19,9 @@ Runs of one launch (or of launches side by side): when no finished source exists
 key whose folder sorts first (`rq/name`) is pretraining now (its folder lock is held), the run waits
 for it instead of pretraining too (`wait_for_source`). Waiting only on folders that sort first means
 two runs never wait on each other; the launcher submits those first runs before the others
-(`submission_order`), so a wait is rare and short.
+(`submission_order`), so a wait is rare and short. A twin started in the same instant as its source
+can look before the source has written its config.yaml; then both pretrain (same weights, no saving):
+the launch order, not the wait, is what keeps twins apart in a sweep.
 """
 from __future__ import annotations
 

@@ -147,15 +147,23 @@ def test_a_multi2_run_reuses_none_and_gets_its_numbers(tmp_path, capsys):
     assert {k: v["top1"] for k, v in multi2["downstream"].items()} == {k: v["top1"] for k, v in none["downstream"].items()}
 
 
-def test_a_parallel_launch_pretrains_twins_once(tmp_path):
-    """RQ3's multi2 and none started side by side (local executor, two at once): none waits for multi2's
-    pretraining (40 steps, several seconds) and reuses it instead of pretraining too."""
+def test_a_twin_launched_while_its_source_pretrains_waits_and_reuses(tmp_path):
+    """RQ3's multi2 launched first (80 steps, about 15 s of pretraining); once it is pretraining, a
+    second launch starts none, which waits for multi2 and reuses its weights instead of pretraining too.
+    (Twins started in the same instant can both pretrain: the first to look may find no twin yet.)"""
     from experiments import launcher
 
-    summary = launcher.launch(CODE_ROOT / "experiments/rq3_sharing", [
-        "--profile", "smoke", "--only", "multi2,none", "--no-snapshot", "--array-parallelism", "2",
-        f"output_root={tmp_path}", "pretrain.steps_per_epoch=40"], out=io.StringIO())
-    assert summary.exit_code == 0 and [o.plan.name for o in summary.outcomes] == ["multi2", "none"]
+    common = ["--profile", "smoke", "--no-snapshot", f"output_root={tmp_path}", "pretrain.steps_per_epoch=80"]
+    first = launcher.launch(CODE_ROOT / "experiments/rq3_sharing", ["--only", "multi2", "--no-wait", *common],
+                            out=io.StringIO())
+    source = tmp_path / "rq3_sharing" / "multi2"
+    deadline = time.time() + 120
+    while not ((source / "log.jsonl").is_file() and run_lock.holder(source)):  # its first steps are logged
+        assert time.time() < deadline and first.outcomes[0].status == "submitted"
+        time.sleep(0.1)
+    second = launcher.launch(CODE_ROOT / "experiments/rq3_sharing", ["--only", "none", *common], out=io.StringIO())
+    launcher.wait_for(first, out=io.StringIO())
+    assert first.exit_code == 0 and second.exit_code == 0
     metrics = {r: json.loads((tmp_path / "rq3_sharing" / r / "metrics.json").read_text()) for r in ("multi2", "none")}
     assert "reused_from" not in metrics["multi2"]["pretrain"]
     assert metrics["none"]["pretrain"]["reused_from"] == "rq3_sharing/multi2"

@@ -69,9 +69,11 @@ def test_batch_form_prints_mep_against_other_clips_and_the_no_learning_mean(caps
     assert learnability.clip_mean_top1(oracle, sigs, 16, 0, 0.15, "clip") < 1 / 8  # the mean holds the candidates
 
 
-def test_cli_rejects_bad_counts():
-    with pytest.raises(SystemExit):
-        learnability.main(["--profile", "smoke", "--steps", "3", "--heldout-clips", "0"])
+def test_cli_rejects_bad_counts(capsys):
+    for bad in (["--heldout-clips", "0"], ["--threads", "0"]):
+        with pytest.raises(SystemExit):
+            learnability.main(["--profile", "smoke", "--steps", "3", *bad])
+        assert "--threads must be >= 1" in capsys.readouterr().err
 
 
 def test_oracle_timelines_are_the_pretraining_corpus():

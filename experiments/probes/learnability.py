@@ -194,14 +194,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="also print held-out MEP against the other clips' masked segments, and what copying "
                          "the clip's mean scores there")
     ap.add_argument("--log-every", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (default 1: the small tensors of this loop run faster on one thread than on two, "
+                         "with the same metrics; README \"Performance\")")
     ap.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. pretrain.optim.lr=3e-4")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
     cfg = load_config(args.config, args.overrides, profile=args.profile)
     steps = args.steps if args.steps is not None else cfg.pretrain.total_steps
-    if steps < 1 or args.heldout_clips < 1:
-        ap.error("--steps and --heldout-clips must be >= 1")
+    if steps < 1 or args.heldout_clips < 1 or args.threads < 1:
+        ap.error("--steps, --heldout-clips and --threads must be >= 1")
+    torch.set_num_threads(args.threads)
     if args.types_per_clip is not None:  # the generator's spec checks its own bounds
         try:
             dataclasses.replace(preset("tiny"), types_per_clip=args.types_per_clip)

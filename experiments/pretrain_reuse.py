@@ -15,13 +15,16 @@ the weights (a hard link where the file system allows), the source's pretraining
 and the source's pretraining summary with `reused_from` set (its `wall_s` moves to `reused_wall_s`: no
 time was spent here). Off with `runtime.reuse_pretraining=false`.
 
-Runs of one launch (or of launches side by side): when no finished source exists but a run of the same
-key whose folder sorts first (`rq/name`) is pretraining now (its folder lock is held), the run waits
-for it instead of pretraining too (`wait_for_source`). Waiting only on folders that sort first means
-two runs never wait on each other; the launcher submits those first runs before the others
-(`submission_order`), so a wait is rare and short. A twin started in the same instant as its source
-can look before the source has written its config.yaml; then both pretrain (same weights, no saving):
-the launch order, not the wait, is what keeps twins apart in a sweep.
+Runs of one launch, of launches side by side, or of SLURM jobs that start in any order: when no finished
+source exists but a run of the same key that started before this one is pretraining now (its folder
+lock is held), the run waits for it instead of pretraining too (`wait_for_source`). "Started before"
+is the order in which the runs wrote their config.yaml (a run writes it after taking its lock and
+before it looks for twins), ties broken by `rq/name`: a total order, so two runs never wait on each
+other, and a run that looks before its twin has written its config.yaml is the earlier one, which the
+twin then waits for. The launcher submits the first run of each key before the others and the repeats
+last (`submission_order`), so a wait is rare. Only when two twins write their config.yaml within one
+tick of the file system's clock (a few ms) and look at once can both pretrain (same weights; only the
+time is lost).
 """
 from __future__ import annotations
 
@@ -111,11 +114,22 @@ def find_source(root: Path, key: str, exclude: Path) -> tuple[Path, dict] | None
     return None
 
 
+def _started(folder: Path) -> tuple[int | float, str]:
+    """When the run in `folder` (re)started: the write time of its config.yaml (written after the run
+    took its lock and before it looked for twins), then its `rq/name`; the order twins wait in."""
+    try:
+        written: int | float = (folder / "config.yaml").stat().st_mtime_ns
+    except OSError:
+        written = float("inf")
+    return written, _label(folder)
+
+
 def running_source(root: Path, key: str, folder: Path) -> Path | None:
-    """A run of this key that is pretraining now (its folder lock held, no pretrained.pt yet) and whose
-    `rq/name` sorts before `folder`'s; None if there is none."""
+    """A run of this key that is pretraining now (its folder lock held, no pretrained.pt yet) and that
+    started before `folder`'s run (`_started`); None if there is none."""
+    mine = _started(folder)
     for other in _same_key(root, key, folder):
-        if _label(other) >= _label(folder):
+        if _started(other) >= mine:
             continue
         if not (other / "checkpoints" / "pretrained.pt").is_file() and run_lock.holder(other) is not None:
             return other
@@ -124,8 +138,8 @@ def running_source(root: Path, key: str, folder: Path) -> Path | None:
 
 def wait_for_source(root: Path, key: str, folder: Path, poll_s: float = WAIT_POLL_S,
                     say: Callable[[str], None] | None = None) -> None:
-    """While a run that sorts first pretrains the same thing (running_source), wait for it to finish or
-    stop. A stop request here raises Preempted (nothing of this run exists yet: the requeue redoes it)."""
+    """While a run that started first pretrains the same thing (running_source), wait for it to finish
+    or stop. A stop request here raises Preempted (nothing of this run exists yet: the requeue redoes it)."""
     say = say or (lambda text: print(text, file=sys.stderr, flush=True))
     waited_for = None
     while (other := running_source(root, key, folder)) is not None:
@@ -140,9 +154,9 @@ def wait_for_source(root: Path, key: str, folder: Path, poll_s: float = WAIT_POL
 
 def submission_order(items: list, config_of: Callable[[object], dict], folder_of: Callable[[object], Path]) -> list:
     """`items` (runs of a launch) reordered so that a run whose pretraining another one of them repeats
-    (same key, reuse on) starts first: for each key, the run whose folder sorts first (the one the
-    others wait for, `running_source`), in launch order; then the runs without a twin; then the twins,
-    which reuse the first one's weights."""
+    (same key, reuse on) starts first: for each key, the run whose folder sorts first, in launch order
+    (it starts first, so the others wait for it: `running_source`); then the runs without a twin; then
+    the twins, which reuse the first one's weights."""
     groups: dict[str, list] = {}
     keys = []
     for item in items:

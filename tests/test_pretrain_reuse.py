@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import threading
 import time
 
@@ -98,14 +99,26 @@ def _write_config(root, label: str, config: dict):
     return folder
 
 
-def test_a_run_waits_only_for_a_same_key_run_that_sorts_first_and_is_pretraining(tmp_path):
+def _started_at(folder, seconds: float):
+    os.utime(folder / "config.yaml", ns=(int(seconds * 1e9), int(seconds * 1e9)))
+
+
+def test_a_run_waits_only_for_a_same_key_run_that_started_first_and_is_pretraining(tmp_path):
+    """Started first = wrote its config.yaml first (ties: rq/name sorts first), whatever the names."""
     config = to_dict(load_config(CONFIG, [], "smoke"))
-    first, me, later = (_write_config(tmp_path, f"rq3_sharing/{n}", config) for n in ("a", "b", "c"))
+    first, me, later, early_z, tied = (_write_config(tmp_path, f"rq3_sharing/{n}", config) for n in ("a", "b", "c", "z", "a1"))
     other = _write_config(tmp_path, "rq3_sharing/a0", to_dict(load_config(CONFIG, ["seed=1"], "smoke")))
+    for folder, t in ((first, 100), (me, 200), (later, 300), (early_z, 150), (tied, 200), (other, 100)):
+        _started_at(folder, t)
     k = pretrain_key(config)
     assert running_source(tmp_path, k, me) is None  # nobody holds a lock
     with run_lock.hold(later), run_lock.hold(other):
-        assert running_source(tmp_path, k, me) is None  # sorts after me / another key: never waited for
+        assert running_source(tmp_path, k, me) is None  # started after me / another key: never waited for
+    with run_lock.hold(early_z):  # sorts after me, started before me: its pretraining is the one to take
+        assert running_source(tmp_path, k, me) == early_z
+        assert running_source(tmp_path, k, early_z) is None
+    with run_lock.hold(tied):  # the same write time: the name that sorts first goes first
+        assert running_source(tmp_path, k, me) == tied and running_source(tmp_path, k, tied) is None
     said: list[str] = []
     with run_lock.hold(first):
         assert running_source(tmp_path, k, me) == first
@@ -148,26 +161,26 @@ def test_a_multi2_run_reuses_none_and_gets_its_numbers(tmp_path, capsys):
 
 
 def test_a_twin_launched_while_its_source_pretrains_waits_and_reuses(tmp_path):
-    """RQ3's multi2 launched first (80 steps, about 15 s of pretraining); once it is pretraining, a
-    second launch starts none, which waits for multi2 and reuses its weights instead of pretraining too.
-    (Twins started in the same instant can both pretrain: the first to look may find no twin yet.)"""
+    """RQ3's none launched first (80 steps, about 15 s of pretraining); once it is pretraining, a second
+    launch starts multi2, the same pretraining, which waits for none and reuses its weights instead of
+    pretraining too, although its name sorts first (the run that started first is the source)."""
     from experiments import launcher
 
     common = ["--profile", "smoke", "--no-snapshot", f"output_root={tmp_path}", "pretrain.steps_per_epoch=80"]
-    first = launcher.launch(CODE_ROOT / "experiments/rq3_sharing", ["--only", "multi2", "--no-wait", *common],
+    first = launcher.launch(CODE_ROOT / "experiments/rq3_sharing", ["--only", "none", "--no-wait", *common],
                             out=io.StringIO())
-    source = tmp_path / "rq3_sharing" / "multi2"
+    source = tmp_path / "rq3_sharing" / "none"
     deadline = time.time() + 120
     while not ((source / "log.jsonl").is_file() and run_lock.holder(source)):  # its first steps are logged
         assert time.time() < deadline and first.outcomes[0].status == "submitted"
         time.sleep(0.1)
-    second = launcher.launch(CODE_ROOT / "experiments/rq3_sharing", ["--only", "none", *common], out=io.StringIO())
+    second = launcher.launch(CODE_ROOT / "experiments/rq3_sharing", ["--only", "multi2", *common], out=io.StringIO())
     launcher.wait_for(first, out=io.StringIO())
     assert first.exit_code == 0 and second.exit_code == 0
     metrics = {r: json.loads((tmp_path / "rq3_sharing" / r / "metrics.json").read_text()) for r in ("multi2", "none")}
-    assert "reused_from" not in metrics["multi2"]["pretrain"]
-    assert metrics["none"]["pretrain"]["reused_from"] == "rq3_sharing/multi2"
-    log = "".join(p.read_text() for p in (tmp_path / "rq3_sharing" / "none" / "submitit").glob("*/*_log.err"))
-    assert "waiting for rq3_sharing/multi2" in log
+    assert "reused_from" not in metrics["none"]["pretrain"]
+    assert metrics["multi2"]["pretrain"]["reused_from"] == "rq3_sharing/none"
+    log = "".join(p.read_text() for p in (tmp_path / "rq3_sharing" / "multi2" / "submitit").glob("*/*_log.err"))
+    assert "waiting for rq3_sharing/none" in log
     assert {k: v["top1"] for k, v in metrics["none"]["downstream"].items()} == \
         {k: v["top1"] for k, v in metrics["multi2"]["downstream"].items()}

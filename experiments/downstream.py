@@ -29,6 +29,7 @@ from data import pipeline  # loaders looked up per call (pipeline.make_*): the r
 from data.pipeline import task_folder
 from experiments import checkpoint, preemption, runtime
 from experiments.config import EvalConfig, OptimConfig, RunConfig
+from experiments.feature_cache import FeatureCache
 from experiments.optim import build_scheduler
 from experiments.resumable import ResumableLoop
 from model.build import build_model
@@ -93,11 +94,12 @@ def _selection_value(m: dict) -> float:
 # ------------------------------------------------------------------------------------ linear eval
 @torch.no_grad()
 def extract_features(dm: DownstreamModel, loader, device, *, amp: bool, views: bool, multilabel: bool,
-                     desc: str) -> tuple[dict, torch.Tensor]:
+                     desc: str, transformer: bool | None = None) -> tuple[dict, torch.Tensor]:
     """Backbone features for a whole split, on CPU: dict of [N, (V,) ...] tensors and targets.
 
     `loader` is an evaluation loader (train=False), whose batches always carry a view axis [B,V,...];
-    views=False (one view per clip, V=1) drops that axis from the output."""
+    views=False (one view per clip, V=1) drops that axis from the output. transformer: as in
+    DownstreamModel.features."""
     dm.eval()
     feats: dict[str, list] = {}
     targets = []
@@ -107,7 +109,7 @@ def extract_features(dm: DownstreamModel, loader, device, *, amp: bool, views: b
         if not views and v != 1:
             raise ValueError(f"{desc}: views=False needs a one-view loader, got {v} views per clip")
         with runtime.autocast(device, amp):
-            f = dm.features(video, audio)
+            f = dm.features(video, audio, transformer=transformer)
         for k, t in f.items():
             t = t.float().cpu()
             feats.setdefault(k, []).append(t.view(-1, v, *t.shape[1:]) if views else t)
@@ -148,20 +150,28 @@ def first_per_class(labels: torch.Tensor, k: int) -> torch.Tensor:
     return torch.tensor(keep, dtype=torch.long)
 
 
-def linear_eval(cfg, ev, dm, task_dir, device, log) -> dict:
-    amp = cfg.runtime.amp
-    f_train, y_train = extract_features(dm, _loader(cfg, ev, task_dir, "train", device=device),
-                                        device, amp=amp, views=False, multilabel=ev.multilabel,
-                                        desc=f"{ev.name}: train features")
+def _split_features(cfg, ev, dm, task_dir, device, split: str, features: FeatureCache | None):
+    """(features, targets) of one split, from the run's FeatureCache when one is given. Only the features
+    this row reads are returned (a shared extraction may hold the transformer outputs of another row)."""
+    views = split != "train"
+
+    def extract(transformer: bool | None = None):
+        return extract_features(dm, _loader(cfg, ev, task_dir, split, views=views, device=device), device,
+                                amp=cfg.runtime.amp, views=views, multilabel=ev.multilabel,
+                                desc=f"{ev.name}: {split} features", transformer=transformer)
+    if features is None:
+        return extract()
+    feats, targets = features.get(ev, split, extract)
+    return {k: t for k, t in feats.items() if dm.use_transformer or not k.startswith("seq_")}, targets
+
+
+def linear_eval(cfg, ev, dm, task_dir, device, log, features: FeatureCache | None = None) -> dict:
+    f_train, y_train = _split_features(cfg, ev, dm, task_dir, device, "train", features)
     if ev.train_per_class:
         keep = first_per_class(y_train, ev.train_per_class)
         f_train, y_train = {k: t[keep] for k, t in f_train.items()}, y_train[keep]
-    f_val, y_val = extract_features(dm, _loader(cfg, ev, task_dir, "val", views=True, device=device),
-                                    device, amp=amp, views=True, multilabel=ev.multilabel,
-                                    desc=f"{ev.name}: val features")
-    f_test, y_test = extract_features(dm, _loader(cfg, ev, task_dir, "test", views=True, device=device),
-                                      device, amp=amp, views=True, multilabel=ev.multilabel,
-                                      desc=f"{ev.name}: test features")
+    f_val, y_val = _split_features(cfg, ev, dm, task_dir, device, "val", features)
+    f_test, y_test = _split_features(cfg, ev, dm, task_dir, device, "test", features)
     if ev.standardize:
         f_train, f_val, f_test = standardize_features(f_train, f_val, f_test)
     dm.to("cpu")  # the head trains on cached CPU features
@@ -305,9 +315,11 @@ def test_only(cfg, ev, dm, task_dir, device) -> dict:
 
 # --------------------------------------------------------------------------------------- entry
 def run_eval(cfg: RunConfig, ev: EvalConfig, init_state: dict | None, data_root: Path, folder: Path,
-             cfg_hash: str, env, device: torch.device, log, heads: dict | None = None) -> dict:
+             cfg_hash: str, env, device: torch.device, log, heads: dict | None = None,
+             features: FeatureCache | None = None) -> dict:
     """One downstream evaluation; returns its metrics entry for metrics.json. `heads`: the init
-    checkpoint's head weights (used by protocol 'test' only)."""
+    checkpoint's head weights (used by protocol 'test' only); `features`: the run's shared evaluation
+    features (linear protocol; None extracts this evaluation's own)."""
     t0 = time.time()
     # every evaluation starts from the run's seed: its result must not depend on what ran before it in
     # this process (pretraining, other evaluations, or nothing after a requeue)
@@ -329,7 +341,7 @@ def run_eval(cfg: RunConfig, ev: EvalConfig, init_state: dict | None, data_root:
         load_heads(dm, heads, len(classes), cfg.pretrain.init_checkpoint)
         result = test_only(cfg, ev, dm, task_dir, device)
     elif ev.protocol == "linear":
-        result = linear_eval(cfg, ev, dm, task_dir, device, log)
+        result = linear_eval(cfg, ev, dm, task_dir, device, log, features)
     else:
         result = finetune(cfg, ev, dm, task_dir, folder, cfg_hash, device, log)
     entry = {"task": ev.task, "model": ev.model, "init": "pretrained" if init_state is not None else "random",

@@ -65,44 +65,65 @@ def pretrain_key(config: dict) -> str:
     return config_hash(without_keys(sections))
 
 
-def _label(folder: Path) -> str:
+def run_label(folder: Path) -> str:
     return f"{folder.parent.name}/{folder.name}"
 
 
-def _same_key(root: Path, key: str, exclude: Path):
+_READ: dict[Path, tuple[tuple, dict | None, str | None]] = {}
+
+
+def read_run_config(cfg_file: Path) -> tuple[dict | None, str | None]:
+    """(config, pretraining key) of a run's config.yaml, None for an unreadable one. Parsed once per
+    version of the file in this process (why: every evaluation of a run and every 5-s poll of a waiting
+    twin looks through all run folders; parsing 70 configs takes about a second)."""
+    try:
+        st = cfg_file.stat()
+    except OSError:
+        return None, None
+    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+    cached = _READ.get(cfg_file)
+    if cached is None or cached[0] != stamp:
+        try:
+            config = yaml.safe_load(cfg_file.read_text())
+        except (OSError, yaml.YAMLError):
+            config = None
+        config = config if isinstance(config, dict) else None
+        cached = _READ[cfg_file] = (stamp, config, None if config is None else pretrain_key(config))
+    return cached[1], cached[2]
+
+
+def same_key_folders(root: Path, key: str, exclude: Path):
     """Every run folder under root/<rq>/<name> (sorted) whose config.yaml has this pretraining key;
     folders moved aside (`*.old-*`) and `exclude` are skipped."""
     for cfg_file in sorted(root.glob("*/*/config.yaml")):
         folder = cfg_file.parent
         if folder.resolve() == exclude.resolve() or ".old-" in folder.name:
             continue
-        try:
-            config = yaml.safe_load(cfg_file.read_text())
-        except (OSError, yaml.YAMLError):
-            continue
-        if isinstance(config, dict) and pretrain_key(config) == key:
+        if read_run_config(cfg_file)[1] == key:
             yield folder
 
 
-def _summary(folder: Path) -> dict | None:
+def finished_entry(folder: Path, section: str) -> dict | None:
+    """A run folder's finished `section` ("pretrain": the summary; "downstream": the evaluations by
+    name), from metrics.json or, while the run goes on, metrics.partial.json; None if there is none."""
     for name in ("metrics.json", "metrics.partial.json"):
         try:
-            pre = json.loads((folder / name).read_text()).get("pretrain")
+            entry = json.loads((folder / name).read_text()).get(section)
         except (OSError, ValueError, AttributeError):
             continue
-        if isinstance(pre, dict):
-            return pre
+        if isinstance(entry, dict):
+            return entry
     return None
 
 
 def find_source(root: Path, key: str, exclude: Path) -> tuple[Path, dict] | None:
     """(folder, pretraining summary) of the first run under root/<rq>/<name> (sorted) with a finished
     pretraining of this key; folders moved aside (`*.old-*`) and `exclude` are skipped."""
-    for folder in _same_key(root, key, exclude):
+    for folder in same_key_folders(root, key, exclude):
         weights, stamp = folder / "checkpoints" / "pretrained.pt", folder / "checkpoints" / "hash"
         if not weights.is_file() or not stamp.is_file():
             continue
-        summary = _summary(folder)
+        summary = finished_entry(folder, "pretrain")
         if summary is None:
             continue
         import torch  # lazy: the launcher orders runs with this module and never loads weights
@@ -121,14 +142,14 @@ def _started(folder: Path) -> tuple[int | float, str]:
         written: int | float = (folder / "config.yaml").stat().st_mtime_ns
     except OSError:
         written = float("inf")
-    return written, _label(folder)
+    return written, run_label(folder)
 
 
 def running_source(root: Path, key: str, folder: Path) -> Path | None:
     """A run of this key that is pretraining now (its folder lock held, no pretrained.pt yet) and that
     started before `folder`'s run (`_started`); None if there is none."""
     mine = _started(folder)
-    for other in _same_key(root, key, folder):
+    for other in same_key_folders(root, key, folder):
         if _started(other) >= mine:
             continue
         if not (other / "checkpoints" / "pretrained.pt").is_file() and run_lock.holder(other) is not None:
@@ -144,11 +165,11 @@ def wait_for_source(root: Path, key: str, folder: Path, poll_s: float = WAIT_POL
     waited_for = None
     while (other := running_source(root, key, folder)) is not None:
         if other != waited_for:
-            say(f"{_label(folder)}: waiting for {_label(other)}, which is pretraining the same model, data "
+            say(f"{run_label(folder)}: waiting for {run_label(other)}, which is pretraining the same model, data "
                 "and seed now (its weights are then reused; runtime.reuse_pretraining=false does not wait)")
             waited_for = other
         if preemption.stop_requested():
-            raise preemption.Preempted(f"stop requested while waiting for {_label(other)}'s pretraining")
+            raise preemption.Preempted(f"stop requested while waiting for {run_label(other)}'s pretraining")
         time.sleep(poll_s)
 
 
@@ -166,7 +187,7 @@ def submission_order(items: list, config_of: Callable[[object], dict], folder_of
         keys.append(key)
         if key is not None:
             groups.setdefault(key, []).append(item)
-    first = {key: min(members, key=lambda m: _label(folder_of(m))) for key, members in groups.items()}
+    first = {key: min(members, key=lambda m: run_label(folder_of(m))) for key, members in groups.items()}
 
     def rank(pair) -> int:
         item, key = pair
@@ -187,7 +208,8 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
-def _pretrain_lines(source: Path) -> list[str]:
+def stage_lines(source: Path, stage: str) -> list[str]:
+    """The lines of a run's log.jsonl that belong to `stage` ("pretrain", "downstream:<name>")."""
     try:
         lines = (source / "log.jsonl").read_text().splitlines()
     except OSError:
@@ -195,7 +217,7 @@ def _pretrain_lines(source: Path) -> list[str]:
     out = []
     for line in lines:
         try:
-            if json.loads(line).get("stage") == "pretrain":
+            if json.loads(line).get("stage") == stage:
                 out.append(line)
         except ValueError:
             continue
@@ -222,9 +244,9 @@ def reuse(root: Path, folder: Path, config: dict) -> str | None:
     if found is None:
         return None
     source, summary = found
-    name = _label(source)
+    name = run_label(source)
 
-    lines = _pretrain_lines(source)
+    lines = stage_lines(source, "pretrain")
     atomic_write_text(folder / "log.jsonl", "".join(line + "\n" for line in lines))
     summary = {**summary, "reused_from": name, "reused_wall_s": summary.get("wall_s"), "wall_s": 0.0}
     _link_or_copy(source / "checkpoints" / "pretrained.pt", target)

@@ -6,6 +6,7 @@ requeued job continues with the first unfinished stage; the stage in progress re
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -16,8 +17,10 @@ from common.provenance import collect
 from data.pipeline import skipped_summary
 from data.synthetic import ensure_synthetic
 from experiments import checkpoint, distributed, runtime
-from experiments.config import RunConfig
+from experiments.config import RunConfig, to_dict
 from experiments.downstream import run_eval
+from experiments.eval_reuse import reuse as reuse_evaluation
+from experiments.feature_cache import FeatureCache
 from experiments.jsonl_log import JsonlLog
 from experiments.pretrain import pretrain
 from model.build import build_model
@@ -83,6 +86,17 @@ def load_init_file(path: str) -> dict | None:
     return state
 
 
+def _reused_evaluation(cfg: RunConfig, folder: Path, ev, log) -> dict | None:
+    """`ev`'s entry from an identical finished evaluation of another run (experiments/eval_reuse.py)."""
+    config = to_dict(cfg)
+    resolved = next(d for d in config["downstream"] if d["name"] == ev.name)
+    entry = reuse_evaluation(paths.resolve(cfg.output_root), folder, config, resolved, log)
+    if entry is not None:
+        print(f"{cfg.rq}/{cfg.name}: evaluation {ev.name} reused from {entry['reused_from']} (same backbone and "
+              "evaluation config; runtime.reuse_evaluations=false repeats it)", file=sys.stderr, flush=True)
+    return entry
+
+
 def run_stages(cfg: RunConfig, folder: Path, cfg_hash: str, env) -> dict | None:
     """All stages; returns the metrics dict on rank 0 and None on the other ranks."""
     runtime.configure(cfg.runtime, cfg.seed + env.rank)
@@ -121,13 +135,15 @@ def run_stages(cfg: RunConfig, folder: Path, cfg_hash: str, env) -> dict | None:
         return None  # downstream evaluation runs on one device (rank 0), as the released commands do
 
     downstream = dict(part.get("downstream", {}))
-    for ev in cfg.downstream:
-        if ev.name in downstream:
-            continue
+    todo = [ev for ev in cfg.downstream if ev.name not in downstream]
+    features = FeatureCache(todo)  # evaluations that read the same clips the same way extract them once
+    for ev in todo:
         init_state = None if ev.init == "random" else pretrained  # auto: pretrained iff there are such weights
         _rewind_log(log, folder, part, f"downstream:{ev.name}")
-        downstream[ev.name] = run_eval(cfg, ev, init_state, data_root, folder, cfg_hash, env, device, log,
-                                       heads=init_heads)
+        entry = _reused_evaluation(cfg, folder, ev, log) if cfg.runtime.reuse_evaluations else None
+        downstream[ev.name] = entry or run_eval(cfg, ev, init_state, data_root, folder, cfg_hash, env, device, log,
+                                                heads=init_heads, features=features)
+        features.release(ev)
         part["downstream"] = downstream
         _finished(log, folder, part)
 

@@ -101,9 +101,12 @@ class DownstreamModel(nn.Module):
         self.seq_head = SequenceHead(backbone.hidden, self.modalities, num_classes, dropout) \
             if self.use_transformer else None
 
-    def features(self, video: torch.Tensor | None = None, audio: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def features(self, video: torch.Tensor | None = None, audio: torch.Tensor | None = None,
+                 transformer: bool | None = None) -> dict[str, torch.Tensor]:
         """video [B,S,3,T,H,W] / audio [B,S,1,F,Tm] (None = absent) -> cacheable backbone outputs:
-        cnn_<m> [B,S,D_m] per-segment pooled CNN features, and for *_bert rows seq_<m> [B,S+1,H]."""
+        cnn_<m> [B,S,D_m] per-segment pooled CNN features, and for *_bert rows seq_<m> [B,S+1,H].
+        transformer: compute seq_<m> or not whatever the row (None: as the row does), so that one
+        extraction can serve the CNN and the transformer row of the same inputs."""
         inputs = {"visual": video, "audio": audio}
         encode = {"visual": handcrafted.visual_features, "audio": handcrafted.audio_features} if self.handcrafted \
             else {"visual": self.backbone.encode_visual, "audio": self.backbone.encode_audio}
@@ -115,7 +118,7 @@ class DownstreamModel(nn.Module):
         if not emb:
             raise ValueError(f"{self.row} needs one of {list(self.modalities)} as input")
         feats = {f"cnn_{m}": e for m, e in emb.items()}
-        if self.use_transformer:
+        if (self.use_transformer if transformer is None else transformer) and not self.handcrafted:
             out = self.backbone.contextualize(emb.get("visual"), emb.get("audio"))
             for m in emb:
                 feats[f"seq_{m}"] = getattr(out, f"top_{m}")

@@ -13,8 +13,8 @@ from tables.stats import mean_ci
 
 # Keys that may differ between seeds of one row: experiments.config.NON_RESULT_KEYS (mirrored, tables do not
 # import experiments) + name and seed.
-SEED_FREE_KEYS = ("name", "seed", "output_root", "runtime.log_every", "runtime.reuse_pretraining", "data.num_workers",
-                  "data.normalize_video", "data.decode_cache")
+SEED_FREE_KEYS = ("name", "seed", "output_root", "runtime.log_every", "runtime.reuse_pretraining",
+                  "runtime.reuse_evaluations", "data.num_workers", "data.normalize_video", "data.decode_cache")
 
 
 @dataclass

@@ -50,9 +50,10 @@ def _pretrain_log(tmp_path, name: str) -> list[dict]:
 def test_identical_pretraining_is_reused_with_the_same_results(tmp_path, capsys):
     first = _metrics(tmp_path, "first")
     assert "reused_from" not in first["pretrain"]
-    reused = _metrics(tmp_path, "reused")
+    # both evaluate themselves (runtime.reuse_evaluations would take first's identical evaluations)
+    reused = _metrics(tmp_path, "reused", "runtime.reuse_evaluations=false")
     assert "pretraining reused from rq3_sharing/first" in capsys.readouterr().err
-    own = _metrics(tmp_path, "own", "runtime.reuse_pretraining=false")  # computes it again
+    own = _metrics(tmp_path, "own", "runtime.reuse_pretraining=false", "runtime.reuse_evaluations=false")
     assert reused["pretrain"]["reused_from"] == "rq3_sharing/first" and "reused_from" not in own["pretrain"]
     assert reused["pretrain"]["wall_s"] == 0.0 and reused["pretrain"]["reused_wall_s"] == first["pretrain"]["wall_s"]
     scores = [{k: (v["top1"], v["top5"], v["val"]) for k, v in m["downstream"].items()} for m in (reused, own)]
@@ -153,8 +154,8 @@ def test_launch_order_puts_the_run_others_repeat_first_and_the_repeats_last(tmp_
 def test_a_multi2_run_reuses_none_and_gets_its_numbers(tmp_path, capsys):
     """The real path: rq3's none pretrains, multi2 takes its weights, and multi2's downstream numbers are
     those of none (the same model)."""
-    none, multi2 = (_metrics(tmp_path, row, config=f"experiments/rq3_sharing/configs/{row}.yaml")
-                    for row in ("none", "multi2"))
+    none, multi2 = (_metrics(tmp_path, row, "runtime.reuse_evaluations=false",  # evaluates itself
+                             config=f"experiments/rq3_sharing/configs/{row}.yaml") for row in ("none", "multi2"))
     assert "pretraining reused from rq3_sharing/none" in capsys.readouterr().err
     assert multi2["pretrain"]["reused_from"] == "rq3_sharing/none"
     assert {k: v["top1"] for k, v in multi2["downstream"].items()} == {k: v["top1"] for k, v in none["downstream"].items()}

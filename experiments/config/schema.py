@@ -144,7 +144,8 @@ class EvalConfig:
 @dataclass
 class RuntimeConfig:
     RANGES: ClassVar[dict] = {"num_threads": (0, None), "log_every": (1, None)}  # checked at load (experiments.config.loader)
-    NO_RESULT: ClassVar[tuple] = ("log_every", "reuse_pretraining")  # never change a result (NON_RESULT_KEYS)
+    # never change a result (NON_RESULT_KEYS)
+    NO_RESULT: ClassVar[tuple] = ("log_every", "reuse_pretraining", "reuse_evaluations")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True  # bf16 autocast on GPU (ignored on CPU)
     compile: bool = False
@@ -160,6 +161,9 @@ class RuntimeConfig:
     # ours: take the pretrained weights of an identical finished pretraining under the same output_root
     # (experiments/pretrain_reuse.py) instead of repeating it; results are the same either way
     reuse_pretraining: bool = True
+    # ours: take an identical finished evaluation of another run with the same pretraining key under the
+    # same output_root (experiments/eval_reuse.py) instead of repeating it; results are the same either way
+    reuse_evaluations: bool = True
 
 
 @dataclass

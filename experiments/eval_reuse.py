@@ -5,8 +5,9 @@ their evaluations: at the tiny profile rq3/part's `av` is rq1/end_to_end's `av`,
 `av` and rq5/synthetic's `ks_like_m_bert`; rq1/no_pretrain's `order` is rq5/random_init's
 `charades_like_m_bert`. An evaluation reseeds from the run's seed and starts from the backbone its
 run's pretraining key fixes (the pretrained weights, or the seeded random init when pretraining is off),
-so the same evaluation config gives the same numbers in either run (checked on every such pair of the
-5-seed tiny sweep: identical, README "Performance").
+so the same evaluation config gives the same numbers in either run (before this existed both runs
+computed them: identical in every such group of the tiny sweep's seeds 0-2, README "Runs, configs and
+results").
 
 A source is a run folder under the same output_root with the same pretraining key and the same
 `data.num_workers` (the few-label subset depends on the loader's order), whose config.yaml lists an

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from model.heads import MODALITIES, ROW_MODALITIES
+from model.heads import row_modalities
 
 SPLITS = ("train", "val", "test")
 
@@ -23,10 +23,9 @@ def _key(ev, split: str) -> tuple:
     views, crops, the inputs given, batch size, targets), the backbone (random or the run's weights) and
     which features the row computes (its modalities; CNN or hand-crafted)."""
     views = split != "train"
-    row_modalities = tuple(m for m in MODALITIES if m in ROW_MODALITIES[ev.model[0]] and m in ev.modalities)
     return (ev.task, ev.split, split, ev.segments, ev.temporal_views if views else 1, ev.spatial_crops if views else 1,
-            tuple(ev.modalities), row_modalities, ev.model.endswith("hand"), ev.init == "random", ev.batch_size,
-            ev.multilabel)
+            tuple(ev.modalities), row_modalities(ev.model, ev.modalities), ev.model.endswith("hand"),
+            ev.init == "random", ev.batch_size, ev.multilabel)
 
 
 class FeatureCache:

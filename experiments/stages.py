@@ -86,9 +86,9 @@ def load_init_file(path: str) -> dict | None:
     return state
 
 
-def _reused_evaluation(cfg: RunConfig, folder: Path, ev, log) -> dict | None:
-    """`ev`'s entry from an identical finished evaluation of another run (experiments/eval_reuse.py)."""
-    config = to_dict(cfg)
+def _reused_evaluation(cfg: RunConfig, config: dict, folder: Path, ev, log) -> dict | None:
+    """`ev`'s entry from an identical finished evaluation of another run (experiments/eval_reuse.py);
+    `config`: the run's resolved config (to_dict)."""
     resolved = next(d for d in config["downstream"] if d["name"] == ev.name)
     entry = reuse_evaluation(paths.resolve(cfg.output_root), folder, config, resolved, log)
     if entry is not None:
@@ -137,10 +137,11 @@ def run_stages(cfg: RunConfig, folder: Path, cfg_hash: str, env) -> dict | None:
     downstream = dict(part.get("downstream", {}))
     todo = [ev for ev in cfg.downstream if ev.name not in downstream]
     features = FeatureCache(todo)  # evaluations that read the same clips the same way extract them once
+    config = to_dict(cfg) if cfg.runtime.reuse_evaluations else None
     for ev in todo:
         init_state = None if ev.init == "random" else pretrained  # auto: pretrained iff there are such weights
         _rewind_log(log, folder, part, f"downstream:{ev.name}")
-        entry = _reused_evaluation(cfg, folder, ev, log) if cfg.runtime.reuse_evaluations else None
+        entry = _reused_evaluation(cfg, config, folder, ev, log) if config is not None else None
         downstream[ev.name] = entry or run_eval(cfg, ev, init_state, data_root, folder, cfg_hash, env, device, log,
                                                 heads=init_heads, features=features)
         features.release(ev)

@@ -79,6 +79,11 @@ class SequenceHead(nn.Module):
         return self.fc(self.norm(h))
 
 
+def row_modalities(row: str, given) -> tuple[str, ...]:
+    """The modalities a row reads among those an evaluation gives, in MODALITIES order."""
+    return tuple(m for m in MODALITIES if m in ROW_MODALITIES[row[0]] and m in given)
+
+
 class DownstreamModel(nn.Module):
     """An AVBert backbone plus the head of one row. `modalities`: the inputs this evaluation gives
     (the head is built for the row's modalities among them)."""
@@ -88,10 +93,10 @@ class DownstreamModel(nn.Module):
         super().__init__()
         if row not in ROWS:
             raise ValueError(f"unknown downstream model {row!r}; choose one of {', '.join(ROWS)}")
-        wanted = ROW_MODALITIES[row[0]]
-        self.modalities = tuple(m for m in MODALITIES if m in wanted and m in modalities)
+        self.modalities = row_modalities(row, modalities)
         if not self.modalities:
-            raise ValueError(f"row {row} uses {list(wanted)} but the evaluation gives only {list(modalities)}")
+            raise ValueError(f"row {row} uses {list(ROW_MODALITIES[row[0]])} but the evaluation gives only "
+                             f"{list(modalities)}")
         self.backbone, self.row = backbone, row
         self.use_transformer = row.endswith("bert")
         self.handcrafted = row.endswith("hand")

@@ -13,8 +13,8 @@ A source is a run folder under the same output_root with the same pretraining ke
 `data.num_workers` (the few-label subset depends on the loader's order), whose config.yaml lists an
 evaluation equal to this one but for its name, and which has finished it (metrics.json or
 metrics.partial.json). The run gets the source's entry with `reused_from` set ('rq/name:evaluation';
-its `wall_s` moves to `reused_wall_s`) and the evaluation's log lines under its own name. Off with
-`runtime.reuse_evaluations=false`.
+its `wall_s` moves to `reused_wall_s`) and the evaluation's log lines under its own name, each with
+`reused_from`. Off with `runtime.reuse_evaluations=false`.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 
 from experiments.pretrain_reuse import (finished_entry, pretrain_key, read_run_config, run_label, same_key_folders,
-                                        stage_lines)
+                                        stage_records)
 
 
 def _without_name(ev: dict) -> dict:
@@ -54,7 +54,8 @@ def reuse(root: Path, folder: Path, config: dict, ev: dict, log) -> dict | None:
     if found is None:
         return None
     source, name, entry = found
-    for line in stage_lines(source, f"downstream:{name}"):
-        log.write(**{**json.loads(line), "stage": f"downstream:{ev['name']}"})
-    return {**entry, "reused_from": f"{run_label(source)}:{name}",
+    label = f"{run_label(source)}:{name}"
+    for record in stage_records(source, f"downstream:{name}"):  # marked as copied: their times are the source's
+        log.write(**{**record, "stage": f"downstream:{ev['name']}", "reused_from": label})
+    return {**entry, "reused_from": label,
             "reused_wall_s": entry.get("reused_wall_s", entry.get("wall_s")), "wall_s": 0.0}

@@ -11,9 +11,11 @@ A source is a run folder under the same output_root whose `config.yaml` has the 
 loader workers) and whose `checkpoints/pretrained.pt` was written under that config (its config_hash
 is the folder's stamp). The key reads `multi2` sharing as what it builds, `none` with 2 layers, so at
 the tiny profile (2 layers) rq3's `multi2` and `none` rows are one pretraining. The run gets a copy of
-the weights (a hard link where the file system allows), the source's pretraining lines of log.jsonl,
-and the source's pretraining summary with `reused_from` set (its `wall_s` moves to `reused_wall_s`: no
-time was spent here). Off with `runtime.reuse_pretraining=false`.
+the weights (a hard link where the file system allows), the source's pretraining lines of log.jsonl
+(each with `reused_from`), and the source's pretraining summary with `reused_from` set (its `wall_s`
+moves to `reused_wall_s`: no time was spent here; a source that reused in turn passes on its own
+`reused_wall_s`, the time of the pretraining that ran, as evaluation reuse does). Off with
+`runtime.reuse_pretraining=false`.
 
 Runs of one launch, of launches side by side, or of SLURM jobs that start in any order: when no finished
 source exists but a run of the same key that started before this one is pretraining now (its folder
@@ -63,6 +65,12 @@ def pretrain_key(config: dict) -> str:
     sections = {k: config.get(k) for k in PRETRAIN_SECTIONS}
     sections["model"] = _built_model(sections["model"])
     return config_hash(without_keys(sections))
+
+
+def reuse_wanted(config: dict) -> bool:
+    """Whether a run (resolved config dict) pretrains and may take or give an identical pretraining."""
+    pre, rt = config.get("pretrain") or {}, config.get("runtime") or {}
+    return bool(pre.get("enabled", True) and rt.get("reuse_pretraining", True))
 
 
 def run_label(folder: Path) -> str:
@@ -182,8 +190,7 @@ def submission_order(items: list, config_of: Callable[[object], dict], folder_of
     keys = []
     for item in items:
         config = config_of(item)
-        pre, rt = config.get("pretrain") or {}, config.get("runtime") or {}
-        key = pretrain_key(config) if pre.get("enabled", True) and rt.get("reuse_pretraining", True) else None
+        key = pretrain_key(config) if reuse_wanted(config) else None
         keys.append(key)
         if key is not None:
             groups.setdefault(key, []).append(item)
@@ -208,8 +215,8 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
-def stage_lines(source: Path, stage: str) -> list[str]:
-    """The lines of a run's log.jsonl that belong to `stage` ("pretrain", "downstream:<name>")."""
+def stage_records(source: Path, stage: str) -> list[dict]:
+    """The records of a run's log.jsonl that belong to `stage` ("pretrain", "downstream:<name>")."""
     try:
         lines = (source / "log.jsonl").read_text().splitlines()
     except OSError:
@@ -217,17 +224,21 @@ def stage_lines(source: Path, stage: str) -> list[str]:
     out = []
     for line in lines:
         try:
-            if json.loads(line).get("stage") == stage:
-                out.append(line)
+            record = json.loads(line)
         except ValueError:
             continue
+        if isinstance(record, dict) and record.get("stage") == stage:
+            out.append(record)
     return out
 
 
 def reuse(root: Path, folder: Path, config: dict) -> str | None:
     """Give `folder` the pretraining of an identical earlier run, if there is one and `folder` has none
-    yet; returns the source as 'rq/name' (None: nothing reused). Writes pretrained.pt, the log lines and
-    metrics.partial.json's `pretrain` entry with the log length the later stages rewind to."""
+    yet; returns the source as 'rq/name' (None: nothing reused, or the run does not pretrain or has reuse
+    off). Writes pretrained.pt, the log lines and metrics.partial.json's `pretrain` entry with the log
+    length the later stages rewind to."""
+    if not reuse_wanted(config):
+        return None
     target = folder / "checkpoints" / "pretrained.pt"
     partial_file = folder / "metrics.partial.json"
     try:
@@ -246,9 +257,10 @@ def reuse(root: Path, folder: Path, config: dict) -> str | None:
     source, summary = found
     name = run_label(source)
 
-    lines = stage_lines(source, "pretrain")
-    atomic_write_text(folder / "log.jsonl", "".join(line + "\n" for line in lines))
-    summary = {**summary, "reused_from": name, "reused_wall_s": summary.get("wall_s"), "wall_s": 0.0}
+    records = stage_records(source, "pretrain")  # marked as copied: their times are the source's
+    atomic_write_text(folder / "log.jsonl", "".join(json.dumps({**r, "reused_from": name}) + "\n" for r in records))
+    summary = {**summary, "reused_from": name, "reused_wall_s": summary.get("reused_wall_s", summary.get("wall_s")),
+               "wall_s": 0.0}  # a source that reused in turn passes on the time of the pretraining itself
     _link_or_copy(source / "checkpoints" / "pretrained.pt", target)
     atomic_write_json(partial_file, {**partial, "pretrain": summary, "log_bytes": (folder / "log.jsonl").stat().st_size})
     return name

@@ -63,11 +63,10 @@ def _execute_locked(cfg: RunConfig, folder: RunFolder, env, resume: bool, restar
     if env.rank == 0:
         folder.claim(restart=restart, fresh=not resume)
         save_config(cfg, folder.path / "config.yaml")
-        if cfg.pretrain.enabled and cfg.runtime.reuse_pretraining:
-            source = reuse(paths.resolve(cfg.output_root), folder.path, to_dict(cfg))
-            if source:
-                print(f"{cfg.rq}/{cfg.name}: pretraining reused from {source} (same model, pretraining, data, "
-                      "runtime and seed; runtime.reuse_pretraining=false repeats it)", file=sys.stderr, flush=True)
+        source = reuse(paths.resolve(cfg.output_root), folder.path, to_dict(cfg))
+        if source:
+            print(f"{cfg.rq}/{cfg.name}: pretraining reused from {source} (same model, pretraining, data, "
+                  "runtime and seed; runtime.reuse_pretraining=false repeats it)", file=sys.stderr, flush=True)
     distributed.barrier()
     metrics = run_stages(cfg, folder.path, folder.result_hash, env)
     if metrics is None:  # not rank 0: done after pretraining

@@ -26,7 +26,7 @@ def _run(tmp_path, name: str, downstream: str, *extra: str) -> dict:
 
 def _eval_log(tmp_path, name: str, stage: str) -> list[dict]:
     lines = (tmp_path / "rq3_sharing" / name / "log.jsonl").read_text().splitlines()
-    return [{k: v for k, v in r.items() if k not in ("time", "stage", "wall_s")}
+    return [{k: v for k, v in r.items() if k not in ("time", "stage", "wall_s", "reused_from")}
             for r in map(json.loads, lines) if r.get("stage") == stage]
 
 
@@ -38,6 +38,9 @@ def test_an_identical_evaluation_is_reused_with_the_numbers_it_would_compute(tmp
     assert ks["reused_from"] == "rq3_sharing/first:av" and ks["wall_s"] == 0.0 and ks["reused_wall_s"] == av["wall_s"]
     assert "reused_from" not in second["downstream"]["ks6"]  # another evaluation config: computed
     assert _eval_log(tmp_path, "second", "downstream:ks") == _eval_log(tmp_path, "first", "downstream:av")
+    copied = [json.loads(line) for line in (tmp_path / "rq3_sharing" / "second" / "log.jsonl").read_text().splitlines()]
+    assert {r.get("reused_from") for r in copied if r.get("stage") == "downstream:ks"} == {"rq3_sharing/first:av"}
+    assert all("reused_from" not in r for r in copied if r.get("stage") == "downstream:ks6")  # computed here
     own = _run(tmp_path, "own", f"{{name: ks, {EV}}}", "runtime.reuse_evaluations=false")["downstream"]["ks"]
     assert "reused_from" not in own
     assert {k: own[k] for k in KEYS} == {k: ks[k] for k in KEYS} == {k: av[k] for k in KEYS}

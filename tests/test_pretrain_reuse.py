@@ -15,7 +15,8 @@ import yaml
 from common.paths import CODE_ROOT
 from experiments import preemption, run, run_lock
 from experiments.config import load_config, to_dict
-from experiments.pretrain_reuse import find_source, pretrain_key, running_source, submission_order, wait_for_source
+from experiments.pretrain_reuse import (find_source, pretrain_key, reuse, running_source, submission_order,
+                                        wait_for_source)
 from experiments.run_folder import RunFolder
 
 CONFIG = "experiments/rq3_sharing/configs/part.yaml"
@@ -61,8 +62,9 @@ def test_identical_pretraining_is_reused_with_the_same_results(tmp_path, capsys)
     weights = [torch.load(tmp_path / "rq3_sharing" / n / "checkpoints" / "pretrained.pt", weights_only=True)["model"]
                for n in ("reused", "own")]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[1])  # deterministic: reuse is exact
-    assert [{k: v for k, v in r.items() if k != "time"} for r in _pretrain_log(tmp_path, "reused")] == \
-        [{k: v for k, v in r.items() if k != "time"} for r in _pretrain_log(tmp_path, "first")]
+    copied = _pretrain_log(tmp_path, "reused")  # the source's lines, each marked as copied
+    assert copied and all(r.pop("reused_from") == "rq3_sharing/first" for r in copied)
+    assert copied == _pretrain_log(tmp_path, "first")
     # the runs are complete under their own configs (the flag is not part of the result hash)
     assert RunFolder.of(load_config(CONFIG, [f"output_root={tmp_path}", "name=reused"], "smoke")).is_complete()
 
@@ -185,3 +187,25 @@ def test_a_twin_launched_while_its_source_pretrains_waits_and_reuses(tmp_path):
     assert "waiting for rq3_sharing/none" in log
     assert {k: v["top1"] for k, v in metrics["none"]["downstream"].items()} == \
         {k: v["top1"] for k, v in metrics["multi2"]["downstream"].items()}
+
+
+def test_a_reused_pretraining_passes_on_the_time_of_the_one_that_ran(tmp_path):
+    """A source that itself reused gives its source's `reused_wall_s`, not its own 0 s; a run that does
+    not pretrain, or has reuse off, takes nothing."""
+    config = to_dict(load_config(CONFIG, [], "smoke"))
+    source = _write_config(tmp_path, "rq1_end_to_end/middle", config)
+    (source / "checkpoints" / "hash").write_text("feedc0de\n")
+    torch.save({"config_hash": "feedc0de", "model": {}}, source / "checkpoints" / "pretrained.pt")
+    (source / "metrics.json").write_text(json.dumps(
+        {"pretrain": {"wall_s": 0.0, "reused_from": "rq3_sharing/part", "reused_wall_s": 412.5}}))
+    for off in ({**config, "pretrain": {**config["pretrain"], "enabled": False}},
+                {**config, "runtime": {**config["runtime"], "reuse_pretraining": False}}):
+        folder = tmp_path / "rq4_negatives" / "off"
+        folder.mkdir(parents=True, exist_ok=True)
+        assert reuse(tmp_path, folder, off) is None and not any(folder.iterdir())
+    folder = tmp_path / "rq4_negatives" / "current_sequence"
+    (folder / "checkpoints").mkdir(parents=True)
+    assert reuse(tmp_path, folder, config) == "rq1_end_to_end/middle"
+    summary = json.loads((folder / "metrics.partial.json").read_text())["pretrain"]
+    assert summary["reused_from"] == "rq1_end_to_end/middle"
+    assert summary["wall_s"] == 0.0 and summary["reused_wall_s"] == 412.5

@@ -21,8 +21,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from experiments.pretrain_reuse import (finished_entry, pretrain_key, read_run_config, run_label, same_key_folders,
-                                        stage_records)
+from experiments.pretrain_reuse import (finished_entry, pretrain_key, read_run_config, reused_entry, run_label,
+                                        same_key_folders, stage_records)
 
 
 def _without_name(ev: dict) -> dict:
@@ -57,5 +57,4 @@ def reuse(root: Path, folder: Path, config: dict, ev: dict, log) -> dict | None:
     label = f"{run_label(source)}:{name}"
     for record in stage_records(source, f"downstream:{name}"):  # marked as copied: their times are the source's
         log.write(**{**record, "stage": f"downstream:{ev['name']}", "reused_from": label})
-    return {**entry, "reused_from": label,
-            "reused_wall_s": entry.get("reused_wall_s", entry.get("wall_s")), "wall_s": 0.0}
+    return reused_entry(entry, label)

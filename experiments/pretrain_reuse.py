@@ -215,6 +215,14 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
+def reused_entry(entry: dict, source: str) -> dict:
+    """A finished entry (pretraining summary, evaluation) as the run that takes it from `source` records
+    it: no time spent here, the time of the computation that ran in `reused_wall_s` (passed on when the
+    source took it from another run in turn)."""
+    return {**entry, "reused_from": source, "reused_wall_s": entry.get("reused_wall_s", entry.get("wall_s")),
+            "wall_s": 0.0}
+
+
 def stage_records(source: Path, stage: str) -> list[dict]:
     """The records of a run's log.jsonl that belong to `stage` ("pretrain", "downstream:<name>")."""
     try:
@@ -259,8 +267,7 @@ def reuse(root: Path, folder: Path, config: dict) -> str | None:
 
     records = stage_records(source, "pretrain")  # marked as copied: their times are the source's
     atomic_write_text(folder / "log.jsonl", "".join(json.dumps({**r, "reused_from": name}) + "\n" for r in records))
-    summary = {**summary, "reused_from": name, "reused_wall_s": summary.get("reused_wall_s", summary.get("wall_s")),
-               "wall_s": 0.0}  # a source that reused in turn passes on the time of the pretraining itself
     _link_or_copy(source / "checkpoints" / "pretrained.pt", target)
-    atomic_write_json(partial_file, {**partial, "pretrain": summary, "log_bytes": (folder / "log.jsonl").stat().st_size})
+    atomic_write_json(partial_file, {**partial, "pretrain": reused_entry(summary, name),
+                                     "log_bytes": (folder / "log.jsonl").stat().st_size})
     return name

@@ -26,6 +26,7 @@ from typing import Callable
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.paths import repo_root  # noqa: E402
+from experiments.run_folder import METRICS  # noqa: E402
 from tables.stats import mean_ci, t975  # noqa: E402
 
 DEFAULT_CLAIMS = "results/tiny/claims.json"
@@ -64,7 +65,7 @@ def run_argv(row: dict, arm: str, seed: int, out: Path) -> tuple[list[str], Path
     profile = (row.get("profile") or "tiny").split()[0]
     argv = [sys.executable, "experiments/run.py", "--config", str(config), "--profile", profile,
             f"seed={seed}", f"name={name}", f"output_root={out}"]
-    return argv, out / row["rq"] / name / "metrics.json"
+    return argv, out / row["rq"] / name / METRICS
 
 
 def run_subprocess(argv: list[str], metrics: Path) -> dict:

@@ -43,6 +43,7 @@ import yaml
 from common.fsutil import atomic_write_json, atomic_write_text
 from experiments import preemption, run_lock
 from experiments.config import config_hash, without_keys
+from experiments.run_folder import METRICS, PARTIAL
 
 PRETRAIN_SECTIONS = ("model", "pretrain", "data", "runtime", "seed")
 WAIT_POLL_S = 5.0
@@ -114,7 +115,7 @@ def same_key_folders(root: Path, key: str, exclude: Path):
 def finished_entry(folder: Path, section: str) -> dict | None:
     """A run folder's finished `section` ("pretrain": the summary; "downstream": the evaluations by
     name), from metrics.json or, while the run goes on, metrics.partial.json; None if there is none."""
-    for name in ("metrics.json", "metrics.partial.json"):
+    for name in (METRICS, PARTIAL):
         try:
             entry = json.loads((folder / name).read_text()).get(section)
         except (OSError, ValueError, AttributeError):
@@ -248,7 +249,7 @@ def reuse(root: Path, folder: Path, config: dict) -> str | None:
     if not reuse_wanted(config):
         return None
     target = folder / "checkpoints" / "pretrained.pt"
-    partial_file = folder / "metrics.partial.json"
+    partial_file = folder / PARTIAL
     try:
         partial = json.loads(partial_file.read_text())
     except (OSError, ValueError):

@@ -24,9 +24,8 @@ from common import paths
 from common.fsutil import atomic_write_json
 from experiments import distributed, logs, preemption, run_lock
 from experiments.config import ConfigError, RunConfig, explain_config, load_config, save_config, to_dict
-from experiments.run_folder import ConfigChanged, RunFolder
+from experiments.run_folder import METRICS, PARTIAL, ConfigChanged, RunFolder
 
-PARTIAL = "metrics.partial.json"
 
 
 def execute(cfg: RunConfig, *, resume: bool = True, restart: bool = False) -> dict:
@@ -71,7 +70,7 @@ def _execute_locked(cfg: RunConfig, folder: RunFolder, env, resume: bool, restar
     metrics = run_stages(cfg, folder.path, folder.result_hash, env)
     if metrics is None:  # not rank 0: done after pretraining
         return {}
-    atomic_write_json(folder.path / "metrics.json", metrics)
+    atomic_write_json(folder.path / METRICS, metrics)
     (folder.path / PARTIAL).unlink(missing_ok=True)
     return metrics
 

@@ -22,6 +22,9 @@ from common import paths
 from experiments import run_lock
 from experiments.config import RunConfig, config_hash, to_dict, without_keys
 
+METRICS = "metrics.json"  # the finished run's results (status complete)
+PARTIAL = "metrics.partial.json"  # finished stages of a run still going on (experiments.stages)
+
 
 class FolderState(str, Enum):
     """What a run folder holds, as the launcher reports it (a str, so it prints and compares as one)."""
@@ -70,7 +73,7 @@ class RunFolder:
 
     def metrics(self) -> dict | None:
         try:
-            data = json.loads((self.path / "metrics.json").read_text())
+            data = json.loads((self.path / METRICS).read_text())
         except (OSError, ValueError):
             return None
         return data if isinstance(data, dict) else None

@@ -23,6 +23,7 @@ from experiments.eval_reuse import reuse as reuse_evaluation
 from experiments.feature_cache import FeatureCache
 from experiments.jsonl_log import JsonlLog
 from experiments.pretrain import pretrain
+from experiments.run_folder import PARTIAL
 from model.build import build_model
 from model.config import standard_init
 from model.params import count_params
@@ -30,13 +31,13 @@ from model.params import count_params
 
 def _partial(folder: Path) -> dict:
     try:
-        return json.loads((folder / "metrics.partial.json").read_text())
+        return json.loads((folder / PARTIAL).read_text())
     except (OSError, ValueError):
         return {}
 
 
 def _save_partial(folder: Path, data: dict) -> None:
-    atomic_write_json(folder / "metrics.partial.json", data)
+    atomic_write_json(folder / PARTIAL, data)
 
 
 def _rewind_log(log: JsonlLog, folder: Path, part: dict, stage: str) -> None:

@@ -27,7 +27,6 @@ from experiments.config import ConfigError, RunConfig, explain_config, load_conf
 from experiments.run_folder import METRICS, PARTIAL, ConfigChanged, RunFolder
 
 
-
 def execute(cfg: RunConfig, *, resume: bool = True, restart: bool = False) -> dict:
     """Run (or resume, or skip) one config and return its metrics dict. resume=False starts over:
     a previous run folder is moved aside (never deleted)."""

@@ -29,7 +29,7 @@ from data import pipeline  # loaders looked up per call (pipeline.make_*): the r
 from data.pipeline import task_folder
 from experiments import checkpoint, preemption, runtime
 from experiments.config import EvalConfig, OptimConfig, RunConfig
-from experiments.feature_cache import FeatureCache
+from experiments.feature_cache import FeatureCache, all_views
 from experiments.optim import build_scheduler
 from experiments.resumable import ResumableLoop
 from model.build import build_model
@@ -153,7 +153,7 @@ def first_per_class(labels: torch.Tensor, k: int) -> torch.Tensor:
 def _split_features(cfg, ev, dm, task_dir, device, split: str, features: FeatureCache | None):
     """(features, targets) of one split, from the run's FeatureCache when one is given. Only the features
     this row reads are returned (a shared extraction may hold the transformer outputs of another row)."""
-    views = split != "train"
+    views = all_views(split)
 
     def extract(transformer: bool | None = None):
         return extract_features(dm, _loader(cfg, ev, task_dir, split, views=views, device=device), device,

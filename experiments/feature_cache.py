@@ -18,11 +18,17 @@ from model.heads import row_modalities
 SPLITS = ("train", "val", "test")
 
 
+def all_views(split: str) -> bool:
+    """A linear evaluation reads the train split as one centred view per clip and val / test with all
+    the evaluation's views (experiments/downstream.py); the cache key follows the same rule."""
+    return split != "train"
+
+
 def _key(ev, split: str) -> tuple:
     """What decides the features of one split: the clips and how they are read (task, split, segments,
     views, crops, the inputs given, batch size, targets), the backbone (random or the run's weights) and
     which features the row computes (its modalities; CNN or hand-crafted)."""
-    views = split != "train"
+    views = all_views(split)
     return (ev.task, ev.split, split, ev.segments, ev.temporal_views if views else 1, ev.spatial_crops if views else 1,
             tuple(ev.modalities), row_modalities(ev.model, ev.modalities), ev.model.endswith("hand"),
             ev.init == "random", ev.batch_size, ev.multilabel)
